@@ -1,0 +1,165 @@
+"""The collector's settings: one frozen tree, defaults here and nowhere else.
+
+Sources, lowest to highest: these defaults, the TOML file (`--config`), environment
+variables `STB_COLLECTOR__SECTION__KEY` (e.g. `STB_COLLECTOR__MQTT__URL`,
+`STB_COLLECTOR__WORKERS`), command-line flags.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from proto.telemetry import MAX_EVENTS_PER_BATCH, MAX_PAYLOAD_BYTES, TOPIC_FILTER
+
+ENV_PREFIX = "STB_COLLECTOR"
+_GROUP_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    url: str = "mqtt://localhost:1883"  # mqtt://user:pass@host:port, or mqtts:// for TLS
+    group: str = "stb-collectors"       # shared-subscription group: members split one stream
+    topic: str = TOPIC_FILTER
+    client_id: str = ""                 # default: <group>-<hostname>-w<worker>; must be stable across restarts
+    session_expiry_s: int = 7 * 24 * 3600  # the broker keeps our queue this long while we are away
+    receive_maximum: int = 65535        # un-acked messages the broker may send us (MQTT 5)
+    keepalive_s: int = 30
+    ca_file: str = ""                   # TLS: CA bundle; empty = system default
+    tls_insecure: bool = False          # TLS without hostname check (labs only)
+    reconnect_min_s: float = 0.2
+    reconnect_max_s: float = 30.0
+    max_buffered_bytes: int = 512 * 1024 * 1024  # stop reading the socket beyond this
+
+    def validate(self) -> list[str]:
+        problems = []
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            problems.append(f"url: {self.url!r} is not mqtt://[user:pass@]host[:port] or mqtts://...")
+        if not _GROUP_RE.fullmatch(self.group):
+            problems.append(f"group: {self.group!r} must match [A-Za-z0-9_-]{{1,64}}")
+        if not 1 <= self.receive_maximum <= 65535:
+            problems.append("receive_maximum: must be 1..65535")
+        if self.session_expiry_s < 0:
+            problems.append("session_expiry_s: must be >= 0")
+        if self.keepalive_s < 5:
+            problems.append("keepalive_s: must be >= 5")
+        if self.ca_file and not os.path.isfile(self.ca_file):
+            problems.append(f"ca_file: {self.ca_file} does not exist")
+        if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
+            problems.append("reconnect_min_s/reconnect_max_s: need 0 < min <= max")
+        if self.max_buffered_bytes < 4 * MAX_PAYLOAD_BYTES:
+            problems.append(f"max_buffered_bytes: must be >= {4 * MAX_PAYLOAD_BYTES}")
+        return problems
+
+    def client_id_for(self, worker: int) -> str:
+        return self.client_id or f"{self.group}-{socket.gethostname()}-w{worker}"[:128]
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """A batch is flushed when any limit is reached. Its messages are acked after commit."""
+
+    max_rows: int = 50_000
+    max_messages: int = 20_000
+    max_age_s: float = 0.5
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.max_rows < 1:
+            problems.append("max_rows: must be >= 1")
+        if self.max_messages < 1:
+            problems.append("max_messages: must be >= 1")
+        if not 0 < self.max_age_s <= 60:
+            problems.append("max_age_s: must be in (0, 60]")
+        return problems
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str = "chdb:./stb-data"        # clickhouse://user:pass@host:9000/db or chdb:///abs/path
+    retry_min_s: float = 0.2
+    retry_max_s: float = 10.0
+
+    def validate(self) -> list[str]:
+        scheme = urlsplit(self.url).scheme
+        problems = []
+        if scheme not in ("clickhouse", "chdb", "null"):
+            problems.append(f"url: {self.url!r} is not clickhouse://host:9000/db, chdb:///path or null://")
+        if not 0 < self.retry_min_s <= self.retry_max_s:
+            problems.append("retry_min_s/retry_max_s: need 0 < min <= max")
+        return problems
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    clock_tolerance_s: float = 2.0      # |received - sent| below this is latency, not clock error
+    max_future_s: int = 400 * 24 * 3600  # corrected times beyond now + this are impossible
+    dead_letter_payload_bytes: int = 64 * 1024  # raw bytes kept per dead letter
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.clock_tolerance_s < 0:
+            problems.append("clock_tolerance_s: must be >= 0")
+        if self.max_future_s < 0:
+            problems.append("max_future_s: must be >= 0")
+        if not 0 <= self.dead_letter_payload_bytes <= MAX_PAYLOAD_BYTES * 4:
+            problems.append(f"dead_letter_payload_bytes: must be 0..{MAX_PAYLOAD_BYTES * 4}")
+        return problems
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    host: str = "0.0.0.0"
+    port: int = 9464                     # 0 = no metrics endpoint
+
+    def validate(self) -> list[str]:
+        return [] if 0 <= self.port <= 65535 else ["port: must be 0..65535"]
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = "INFO"
+    format: str = "json"                 # json | text
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            problems.append("level: one of DEBUG, INFO, WARNING, ERROR")
+        if self.format not in ("json", "text"):
+            problems.append("format: json or text")
+        return problems
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    workers: int = 1                     # processes, each a shared-subscription member
+    shutdown_grace_s: float = 30.0       # SIGTERM: time allowed to flush and acknowledge
+
+    def validate(self) -> list[str]:
+        problems = []
+        if not 1 <= self.workers <= 64:
+            problems.append("workers: must be 1..64")
+        if self.workers > 1 and urlsplit(self.store.url).scheme == "chdb":
+            problems.append("workers: an embedded chdb store is opened by one process only; "
+                            "use a ClickHouse server (store.url = clickhouse://...) for workers > 1")
+        # Withheld acks must never fill the broker's in-flight window, or delivery stalls
+        # while the batch waits for more messages that cannot come.
+        # One batch is written while the next fills, so two batches' acks can be pending.
+        if 2 * self.batch.max_messages > self.mqtt.receive_maximum:
+            problems.append(f"batch.max_messages ({self.batch.max_messages}) must be at most half "
+                            f"of mqtt.receive_maximum ({self.mqtt.receive_maximum})")
+        if self.batch.max_rows < MAX_EVENTS_PER_BATCH:
+            problems.append(f"batch.max_rows must be >= {MAX_EVENTS_PER_BATCH} (one full message)")
+        if self.shutdown_grace_s <= 0:
+            problems.append("shutdown_grace_s: must be > 0")
+        return problems

@@ -1,0 +1,152 @@
+"""Typed settings for every daemon: defaults < TOML file < environment < command line.
+
+A daemon declares its settings as a tree of frozen dataclasses with defaults; `load` fills
+it from a TOML file, environment variables named `PREFIX__SECTION__KEY` (case-insensitive,
+e.g. `STB_COLLECTOR__MQTT__URL`) and command-line overrides given as dotted keys. Unknown
+keys and wrongly typed values are errors; all of them are reported at once, together with
+what each dataclass's `validate()` finds, before the daemon starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """Every problem found in a configuration, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
+        self.problems = problems
+
+
+def load(cls: type[T], *, toml_path: str | Path | None = None, env: Mapping[str, str] | None = None,
+         env_prefix: str = "", overrides: Mapping[str, Any] | None = None) -> T:
+    problems: list[str] = []
+    tree: dict[str, Any] = {}
+    if toml_path:
+        try:
+            tree = tomllib.loads(Path(toml_path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError([f"config file {toml_path}: {exc}"]) from None
+    if env and env_prefix:
+        for name, value in env.items():
+            if name.upper().startswith(env_prefix.upper() + "__"):
+                keys = name[len(env_prefix) + 2:].lower().split("__")
+                _set_path(tree, keys, value, f"environment {name}")
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(tree, dotted.split("."), value, f"option {dotted}")
+    result = _build(cls, tree, "", problems)
+    if not problems:
+        problems.extend(_validate_tree(result, ""))
+    if problems:
+        raise SettingsError(problems)
+    return typing.cast(T, result)
+
+
+def _set_path(tree: dict[str, Any], keys: list[str], value: Any, origin: str) -> None:
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = (value, origin) if isinstance(value, str) and origin.startswith("environment") else value
+
+
+def _build(cls: type, data: Any, where: str, problems: list[str]) -> Any:
+    if not isinstance(data, dict):
+        problems.append(f"{where or 'settings'}: expected a table, got {data!r}")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for unknown in sorted(set(data) - set(fields)):
+        problems.append(f"{where}{unknown}: unknown setting (known: {', '.join(sorted(fields))})")
+    values: dict[str, Any] = {}
+    for name, field in fields.items():
+        if name not in data:
+            continue
+        hint = hints[name]
+        raw = data[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(typing.cast(type, hint), raw, f"{where}{name}.", problems)
+        else:
+            try:
+                values[name] = _coerce(hint, raw)
+            except ValueError as exc:
+                problems.append(f"{where}{name}: {exc}")
+    if problems:
+        return None
+    return cls(**values)
+
+
+def _coerce(hint: Any, raw: Any) -> Any:
+    """Accept the TOML type or, for environment strings, parse it."""
+    from_env = isinstance(raw, tuple)
+    value = raw[0] if from_env else raw
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (from_env and value == ""):
+            return None
+        return _coerce(options[0], raw)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        items = [s.strip() for s in value.split(",") if s.strip()] if from_env else value
+        if not isinstance(items, list | tuple):
+            raise ValueError(f"expected a list, got {value!r}")
+        return tuple(_coerce(item, (i,) if from_env else i) for i in items)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if from_env and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ValueError(f"expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {value!r}") from None
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"expected a number, got {value!r}")
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"expected a number, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {value!r}")
+        return value
+    raise ValueError(f"unsupported setting type {hint!r}")
+
+
+def _validate_tree(obj: Any, where: str) -> list[str]:
+    problems: list[str] = []
+    for field in dataclasses.fields(obj):
+        child = getattr(obj, field.name)
+        if dataclasses.is_dataclass(child):
+            problems.extend(_validate_tree(child, f"{where}{field.name}."))
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        problems.extend(f"{where}{p}" for p in validate())
+    return problems
+
+
+def redact_url(url: str) -> str:
+    """A URL with its password replaced, for logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,31 @@
+"""Exception tree of the warehouse package (see the package docstring)."""
+
+from __future__ import annotations
+
+
+class WarehouseError(Exception):
+    """Root of every error the warehouse raises."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class WarehouseUnavailable(WarehouseError):
+    """The store cannot be reached now; the same call may succeed later."""
+
+    retryable = True
+
+
+class WarehouseRejected(WarehouseError):
+    """The store refused the statement or data; retrying the same thing will fail again."""
+
+
+class WarehouseLocked(WarehouseError):
+    """An embedded chdb folder is held by another process (chdb locks its data folder)."""
+
+
+class WarehouseURLError(WarehouseError):
+    """A store URL that names no usable store."""
