@@ -24,7 +24,7 @@ class MqttSettings:
     url: str = "mqtt://localhost:1883"  # mqtt://user:pass@host:port, or mqtts:// for TLS
     group: str = "stb-collectors"       # shared-subscription group: members split one stream
     topic: str = TOPIC_FILTER
-    client_id: str = ""                 # default: <group>-<hostname>-w<worker>; must be stable across restarts
+    client_id: str = ""  # default <group>-<hostname>-w<worker>; must stay stable across restarts
     session_expiry_s: int = 7 * 24 * 3600  # the broker keeps our queue this long while we are away
     receive_maximum: int = 65535        # un-acked messages the broker may send us (MQTT 5)
     keepalive_s: int = 30

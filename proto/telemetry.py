@@ -132,7 +132,8 @@ def parse_topic(topic: str) -> tuple[str, str]:
     """(region, device_id) of an events topic, or InvalidMessage(BAD_TOPIC)."""
     m = _TOPIC_RE.fullmatch(topic)
     if m is None:
-        raise InvalidMessage(Reason.BAD_TOPIC, f"topic {topic[:200]!r} is not stb/v1/<region>/<device>/events")
+        raise InvalidMessage(Reason.BAD_TOPIC,
+                             f"topic {topic[:200]!r} is not stb/v1/<region>/<device>/events")
     return m.group(1), m.group(2)
 
 

@@ -1,0 +1,1 @@
+"""Plumbing every daemon shares: settings loading, structured logs, metrics endpoint, backoff."""

@@ -69,7 +69,7 @@ def _build(cls: type, data: Any, where: str, problems: list[str]) -> Any:
     for unknown in sorted(set(data) - set(fields)):
         problems.append(f"{where}{unknown}: unknown setting (known: {', '.join(sorted(fields))})")
     values: dict[str, Any] = {}
-    for name, field in fields.items():
+    for name in fields:
         if name not in data:
             continue
         hint = hints[name]

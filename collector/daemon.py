@@ -1,0 +1,107 @@
+"""Process lifecycle: one worker in-process, or a supervisor of N worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+
+import uvloop
+from collector.mqtt_source import MqttSource
+
+from collector.decoder import Decoder
+from collector.pipeline import Pipeline
+from collector.settings import CollectorSettings
+from collector.sink import open_sink
+from stbcommon import logs
+from stbcommon.metrics import metrics_endpoint
+from stbcommon.settings import redact_url
+
+log = logging.getLogger("collector")
+
+
+def run(settings: CollectorSettings) -> int:
+    logs.configure(settings.log.level, settings.log.format)
+    if settings.workers > 1:
+        from collector.supervisor import supervise
+
+        return supervise(settings)
+    return run_worker(settings, 0)
+
+
+def run_worker(settings: CollectorSettings, worker: int) -> int:
+    # Decoding allocates millions of short-lived lists without cycles; default GC
+    # thresholds make the collector walk them over and over (measured: 2x slower decode).
+    gc.freeze()
+    gc.set_threshold(200_000, 50, 1000)
+    port = settings.metrics.port + worker if settings.metrics.port else 0
+    with metrics_endpoint(settings.metrics.host, port):
+        return uvloop.run(_worker(settings, worker))
+
+
+async def _worker(settings: CollectorSettings, worker: int) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    v = settings.validation
+    decoder = Decoder(clock_tolerance_ms=int(v.clock_tolerance_s * 1000), max_future_ms=v.max_future_s * 1000,
+                      dead_letter_bytes=v.dead_letter_payload_bytes)
+    sink = open_sink(settings.store.url, retry_min_s=settings.store.retry_min_s,
+                     retry_max_s=settings.store.retry_max_s)
+    log.info("collector starting", extra={
+        "worker": worker, "mqtt": redact_url(settings.mqtt.url), "store": redact_url(settings.store.url),
+        "group": settings.mqtt.group, "client_id": settings.mqtt.client_id_for(worker)})
+    try:
+        if not await _until_stopped(sink.start(), stop):
+            return 0
+        source = MqttSource(settings.mqtt, worker=worker)
+        if not await _until_stopped(source.__aenter__(), stop):
+            return 0
+        try:
+            return await _serve(source, Pipeline(source, sink, decoder, settings.batch), stop,
+                                settings.shutdown_grace_s)
+        finally:
+            await source.aclose()
+    finally:
+        await sink.aclose()
+
+
+async def _until_stopped(start: object, stop: asyncio.Event) -> bool:
+    """Run a start-up step that may retry for a long time; False if SIGTERM came first."""
+    step = asyncio.ensure_future(start)  # type: ignore[arg-type]
+    stopper = asyncio.create_task(stop.wait(), name="stop-wait")
+    done, _ = await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if step in done:
+        step.result()
+        return True
+    step.cancel()
+    await asyncio.gather(step, return_exceptions=True)
+    log.info("stopped during start-up")
+    return False
+
+
+async def _serve(source: MqttSource, pipeline: Pipeline, stop: asyncio.Event, grace_s: float) -> int:
+    running = asyncio.create_task(pipeline.run(), name="pipeline")
+    stopper = asyncio.create_task(stop.wait(), name="stop-wait")
+    await asyncio.wait({running, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if running.done():  # the pipeline only ends by itself on an unrecoverable error
+        running.result()
+        return 1
+    log.info("SIGTERM: draining", extra={"grace_s": grace_s})
+    await source.stop_receiving()
+    pipeline.drain()
+    try:
+        await asyncio.wait_for(running, grace_s)
+    except TimeoutError:
+        log.error("shutdown grace period over with batches uncommitted; the broker keeps and "
+                  "redelivers every unacknowledged message", extra={"grace_s": grace_s})
+        return 1
+    log.info("collector stopped", extra={"messages": pipeline.committed_messages,
+                                         "rows": pipeline.committed_rows})
+    return 0
+
+

@@ -1,0 +1,158 @@
+"""MqttSource → decode/validate → batch → Sink → acknowledge.
+
+Two tasks linked by a one-slot queue: the batcher fills a batch while the committer
+writes the previous one. When the store is slow the queue stays full, the batcher stops
+taking messages, the source's buffer fills and it stops reading the socket; the broker
+then holds everything (it never gets our PUBACKs). Acks go out only after the batch that
+carried the messages is committed, in receive order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from collector import metrics
+from collector.decoder import Accepted, DeadLetter, DecodedBatch, Decoder, dead_letter, empty_event_columns
+from collector.settings import BatchSettings
+from collector.sink import Sink
+from proto.telemetry import InvalidMessage, Reason
+from warehouse.errors import WarehouseError
+
+log = logging.getLogger(__name__)
+
+
+class MessageLike(Protocol):
+    topic: str
+    payload: bytes
+    mid: int
+    dup: bool
+    received_ms: int
+    session: int
+
+
+class Source(Protocol):
+    async def get_batch(self, max_messages: int, timeout: float) -> list[MessageLike]: ...
+    def ack(self, messages: Sequence[MessageLike]) -> None: ...
+
+
+@dataclass
+class _OpenBatch:
+    opened: float = field(default_factory=time.monotonic)
+    accepted: list[Accepted] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    messages: list[MessageLike] = field(default_factory=list)
+    rows: int = 0
+
+
+@dataclass(frozen=True)
+class _SealedBatch:
+    decoded: DecodedBatch
+    messages: list[MessageLike]  # every message of the batch, valid or not, in receive order
+
+
+class Pipeline:
+    def __init__(self, source: Source, sink: Sink, decoder: Decoder, policy: BatchSettings) -> None:
+        self._source = source
+        self._sink = sink
+        self._decoder = decoder
+        self._policy = policy
+        self._queue: asyncio.Queue[_SealedBatch | None] = asyncio.Queue(maxsize=1)
+        self._draining = asyncio.Event()
+        self.committed_messages = 0
+        self.committed_rows = 0
+
+    def drain(self) -> None:
+        """Shutdown: take what is already received, commit it, ack it, then `run` returns."""
+        self._draining.set()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._batch_loop(), name="batcher")
+            tasks.create_task(self._commit_loop(), name="committer")
+
+    async def _batch_loop(self) -> None:
+        batch = _OpenBatch()
+        try:
+            while True:
+                wait = max(0.0, self._policy.max_age_s - (time.monotonic() - batch.opened)) \
+                    if batch.messages else self._policy.max_age_s
+                room = self._policy.max_messages - len(batch.messages)
+                received = await self._source.get_batch(room, 0.0 if self._draining.is_set() else wait)
+                for msg in received:
+                    self._add(batch, msg)
+                full = (batch.rows >= self._policy.max_rows
+                        or len(batch.messages) >= self._policy.max_messages)
+                aged = batch.messages and time.monotonic() - batch.opened >= self._policy.max_age_s
+                if full or aged or (self._draining.is_set() and not received):
+                    if batch.messages:
+                        await self._queue.put(self._seal(batch))
+                    batch = _OpenBatch()
+                    if self._draining.is_set() and not received:
+                        return
+        finally:
+            await self._queue.put(None)
+
+    def _add(self, batch: _OpenBatch, msg: MessageLike) -> None:
+        metrics.MESSAGES_IN.inc()
+        if msg.dup:
+            metrics.REDELIVERIES.inc()
+        batch.messages.append(msg)
+        result = self._decoder.accept(msg.topic, msg.payload, msg.received_ms)
+        if isinstance(result, Accepted):
+            batch.accepted.append(result)
+            batch.rows += len(result.envelope.events)
+        else:
+            batch.dead.append(result)
+
+    def _seal(self, batch: _OpenBatch) -> _SealedBatch:
+        decoded = self._decoder.decode(batch.accepted)
+        decoded.dead_letters[:0] = batch.dead
+        return _SealedBatch(decoded, batch.messages)
+
+    async def _commit_loop(self) -> None:
+        while (sealed := await self._queue.get()) is not None:
+            started = time.monotonic()
+            await self._commit(sealed.decoded)
+            metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+            metrics.BATCH_ROWS.observe(sealed.decoded.rows)
+            self._source.ack(sealed.messages)
+            self.committed_messages += len(sealed.messages)
+
+    async def _commit(self, decoded: DecodedBatch) -> None:
+        """Write one batch; if the store permanently rejects it, find the rejected messages
+        by halving and dead-letter only those, so one poison message cannot stall a stream."""
+        try:
+            await self._sink.write(decoded)
+        except WarehouseError as exc:
+            sources = decoded.sources
+            if not sources:
+                raise  # the dead letters themselves were refused: nothing left to split off
+            if len(sources) == 1:
+                msg = sources[0]
+                log.error("store rejected a message", extra={"topic": msg.topic, "error": str(exc)[:300]})
+                letter = dead_letter(msg.topic, msg.payload, msg.received_ms,
+                                     InvalidMessage(Reason.STORE_REJECTED, str(exc)[:500]),
+                                     self._decoder.dead_letter_bytes)
+                await self._commit(DecodedBatch(empty_event_columns(), [*decoded.dead_letters, letter]))
+                return
+            half = len(sources) // 2
+            await self._commit(self._decoder.decode(sources[:half]))
+            rest = self._decoder.decode(sources[half:])
+            rest.dead_letters.extend(decoded.dead_letters)
+            await self._commit(rest)
+            return
+        self._count(decoded)
+
+    def _count(self, decoded: DecodedBatch) -> None:
+        self.committed_rows += decoded.rows
+        metrics.ROWS_WRITTEN.labels(table="events").inc(decoded.rows)
+        metrics.EVENTS_IN.inc(decoded.rows)
+        if decoded.dead_letters:
+            metrics.ROWS_WRITTEN.labels(table="dead_letters").inc(len(decoded.dead_letters))
+            for letter in decoded.dead_letters:
+                metrics.DEAD_LETTERS.labels(reason=letter.reason).inc()

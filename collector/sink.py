@@ -1,0 +1,105 @@
+"""Where committed batches go: a warehouse (ClickHouse server or chdb), or nowhere (`null://`).
+
+Store calls block, so each sink owns one thread: the event loop never waits on the
+database, and the store never sees two calls at once (chdb sessions need that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+from collector import metrics
+from collector.decoder import DecodedBatch, dead_letter_columns
+from stbcommon.backoff import Backoff
+from stbcommon.settings import redact_url
+from warehouse.base import Warehouse
+from warehouse.errors import WarehouseError
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    async def start(self) -> None:
+        """Connect and migrate the schema; retries while the store is unreachable."""
+
+    async def write(self, batch: DecodedBatch) -> None:
+        """Commit the batch. Retries retryable errors until it succeeds or is cancelled;
+        raises WarehouseError for a permanent rejection of this data."""
+
+    async def aclose(self) -> None: ...
+
+
+class NullSink:
+    """Receives, validates and acknowledges, writes nothing: the benchmarks' reference."""
+
+    async def start(self) -> None:
+        return None
+
+    async def write(self, batch: DecodedBatch) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+class WarehouseSink:
+    def __init__(self, url: str, *, retry_min_s: float, retry_max_s: float,
+                 opener: Callable[[str], Warehouse] | None = None) -> None:
+        if opener is None:
+            from warehouse import open_warehouse as opener
+        self._url = url
+        self._opener = opener
+        self._retry = (retry_min_s, retry_max_s)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="store")
+        self._warehouse: Warehouse | None = None
+
+    async def start(self) -> None:
+        def connect() -> None:
+            if self._warehouse is None:
+                self._warehouse = self._opener(self._url)
+            self._warehouse.migrate()
+
+        await self._with_retry(connect, "connect")
+        log.info("store ready", extra={"store": redact_url(self._url)})
+
+    async def write(self, batch: DecodedBatch) -> None:
+        def commit() -> None:
+            assert self._warehouse is not None
+            if batch.rows:
+                self._warehouse.insert_columns("events", batch.events)
+            if batch.dead_letters:
+                self._warehouse.insert_columns("dead_letters", dead_letter_columns(batch.dead_letters))
+
+        await self._with_retry(commit, "write")
+
+    async def _with_retry(self, call: Callable[[], None], what: str) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(*self._retry)
+        while True:
+            try:
+                await loop.run_in_executor(self._thread, call)
+                return
+            except WarehouseError as exc:
+                metrics.STORE_ERRORS.labels(retryable=str(exc.retryable).lower()).inc()
+                if not exc.retryable:
+                    raise
+                delay = backoff.next_delay()
+                log.warning(f"store {what} failed, retrying", extra={
+                    "error": str(exc)[:300], "retry_in_s": round(delay, 2), "attempt": backoff.attempt})
+                await asyncio.sleep(delay)
+
+    async def aclose(self) -> None:
+        warehouse, self._warehouse = self._warehouse, None
+        if warehouse is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, warehouse.close)
+        self._thread.shutdown(wait=True)
+
+
+def open_sink(url: str, *, retry_min_s: float, retry_max_s: float) -> Sink:
+    if url.startswith("null:"):
+        return NullSink()
+    return WarehouseSink(url, retry_min_s=retry_min_s, retry_max_s=retry_max_s)
