@@ -50,9 +50,11 @@ class WarehouseSink:
     def __init__(self, url: str, *, retry_min_s: float, retry_max_s: float,
                  opener: Callable[[str], Warehouse] | None = None) -> None:
         if opener is None:
-            from warehouse import open_warehouse as opener
+            from warehouse import open_warehouse
+
+            opener = open_warehouse
         self._url = url
-        self._opener = opener
+        self._opener: Callable[[str], Warehouse] = opener
         self._retry = (retry_min_s, retry_max_s)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="store")
         self._warehouse: Warehouse | None = None

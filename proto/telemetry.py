@@ -197,7 +197,8 @@ def decode_envelope(payload: bytes, topic: str) -> Envelope:
         raise InvalidMessage(Reason.BAD_ENVELOPE, "missing or non-integer 'v'")
     if version != WIRE_VERSION:
         raise InvalidMessage(Reason.UNSUPPORTED_VERSION, f"wire version {version}, this collector reads 1")
-    dev, hh, fw, seq0, sent, ev = (doc.get(k) for k in ("dev", "hh", "fw", "seq0", "sent", "ev"))
+    header: list[Any] = [doc.get(k) for k in ("dev", "hh", "fw", "seq0", "sent", "ev")]
+    dev, hh, fw, seq0, sent, ev = header
     if type(dev) is not str:
         raise InvalidMessage(Reason.BAD_ENVELOPE, "'dev' must be a string")
     if dev != topic_device:
