@@ -8,9 +8,9 @@ import logging
 import signal
 
 import uvloop
-from collector.mqtt_source import MqttSource
 
 from collector.decoder import Decoder
+from collector.mqtt_source import MqttSource
 from collector.pipeline import Pipeline
 from collector.settings import CollectorSettings
 from collector.sink import open_sink

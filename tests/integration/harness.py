@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from proto.telemetry import encode_batch, make_event, topic_for
-from warehouse import open_warehouse
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -144,6 +143,8 @@ class Collector:
 
 
 def count_events(store_url: str, *, final: bool = True) -> int:
+    from warehouse import open_warehouse
+
     wh = open_warehouse(store_url)
     try:
         sql = f"SELECT count() FROM {wh.database}.events{' FINAL' if final else ''}"
@@ -153,6 +154,8 @@ def count_events(store_url: str, *, final: bool = True) -> int:
 
 
 def dead_letter_reasons(store_url: str) -> dict[str, int]:
+    from warehouse import open_warehouse
+
     wh = open_warehouse(store_url)
     try:
         return {str(r): int(c) for r, c in wh.query_rows(
