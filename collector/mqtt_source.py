@@ -65,6 +65,7 @@ class MqttSource:
         self._sock_fd = -1
         self._received_count = 0
         self._connack: asyncio.Future[Any] | None = None
+        self._suback: asyncio.Future[None] | None = None
         self._lost = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -83,6 +84,11 @@ class MqttSource:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    @property
+    def subscription_filter(self) -> str:
+        s = self._settings
+        return f"$share/{s.group}/{s.topic}" if s.subscription == "shared" else s.topic
 
     @property
     def connected(self) -> bool:
@@ -165,6 +171,7 @@ class MqttSource:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_socket_register_write
@@ -248,16 +255,27 @@ class MqttSource:
         # Here, not after awaiting the CONNACK: the broker sends queued messages right
         # behind it, in the same read, and they belong to the new generation.
         self._session += 1
-        self._set_connected(True)
+        self._connected = True
         if self._connack is not None and not self._connack.done():
             self._connack.set_result(flags)
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any,
+                      _properties: Any) -> None:
+        if self._suback is None or self._suback.done():
+            return
+        failed = [r for r in reasons if r.is_failure]
+        if failed:
+            self._suback.set_exception(ConnectionError(f"subscription refused: {failed[0]}"))
+        else:
+            self._suback.set_result(None)
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
                        _properties: Any) -> None:
         was_connected = self._connected
         self._set_connected(False)
-        if self._connack is not None and not self._connack.done():
-            self._connack.set_exception(ConnectionError(f"disconnected during connect: {reason}"))
+        for pending in (self._connack, self._suback):
+            if pending is not None and not pending.done():
+                pending.set_exception(ConnectionError(f"disconnected during connect: {reason}"))
         if was_connected and not self._closing:
             log.warning("mqtt connection lost", extra={"reason": str(reason), "client_id": self._client_id})
             self._lost.set()
@@ -276,10 +294,15 @@ class MqttSource:
             8883 if self._url.scheme == "mqtts" else 1883)
         await self._loop.run_in_executor(None, lambda: self._client.connect(
             host, port, keepalive=self._settings.keepalive_s, clean_start=False, properties=props))
-        flags = await asyncio.wait_for(self._connack, timeout=max(10.0, self._settings.keepalive_s))
+        timeout = max(10.0, self._settings.keepalive_s)
+        flags = await asyncio.wait_for(self._connack, timeout=timeout)
         self._lost.clear()
-        self._client.subscribe(f"$share/{self._settings.group}/{self._settings.topic}",
-                               options=SubscribeOptions(qos=1))
+        # Connected only once the broker has the subscription: until its SUBACK, new
+        # publishes may find no subscriber (mosquitto does not persist shared ones).
+        self._suback = self._loop.create_future()
+        self._client.subscribe(self.subscription_filter, options=SubscribeOptions(qos=1))
+        await asyncio.wait_for(self._suback, timeout=timeout)
+        self._set_connected(True)
         metrics.MQTT_CONNECTS.inc()
         log.info("mqtt connected", extra={
             "broker": redact_url(self._settings.url), "client_id": self._client_id,

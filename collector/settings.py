@@ -23,6 +23,10 @@ _GROUP_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 class MqttSettings:
     url: str = "mqtt://localhost:1883"  # mqtt://user:pass@host:port, or mqtts:// for TLS
     group: str = "stb-collectors"       # shared-subscription group: members split one stream
+    # "shared" ($share/<group>/<topic>): collectors split the stream. "exclusive": one plain
+    # persistent subscription for a single collector; mosquitto 2.0.11 restores only these
+    # across a broker restart (a shared one is lost until the collector resubscribes).
+    subscription: str = "shared"
     topic: str = TOPIC_FILTER
     client_id: str = ""  # default <group>-<hostname>-w<worker>; must stay stable across restarts
     session_expiry_s: int = 7 * 24 * 3600  # the broker keeps our queue this long while we are away
@@ -41,6 +45,8 @@ class MqttSettings:
             problems.append(f"url: {self.url!r} is not mqtt://[user:pass@]host[:port] or mqtts://...")
         if not _GROUP_RE.fullmatch(self.group):
             problems.append(f"group: {self.group!r} must match [A-Za-z0-9_-]{{1,64}}")
+        if self.subscription not in ("shared", "exclusive"):
+            problems.append(f"subscription: {self.subscription!r} is not shared or exclusive")
         if not 1 <= self.receive_maximum <= 65535:
             problems.append("receive_maximum: must be 1..65535")
         if self.session_expiry_s < 0:
@@ -149,6 +155,9 @@ class CollectorSettings:
         problems = []
         if not 1 <= self.workers <= 64:
             problems.append("workers: must be 1..64")
+        if self.workers > 1 and self.mqtt.subscription == "exclusive":
+            problems.append("workers: an exclusive subscription delivers everything to every worker; "
+                            "use mqtt.subscription = shared for workers > 1")
         if self.workers > 1 and urlsplit(self.store.url).scheme == "chdb":
             problems.append("workers: an embedded chdb store is opened by one process only; "
                             "use a ClickHouse server (store.url = clickhouse://...) for workers > 1")

@@ -179,8 +179,11 @@ class ClickHouseServer(_Process):
             return False
         from clickhouse_driver import Client
 
+        client = Client(self.host, port=self.tcp_port, connect_timeout=1)
         try:
-            Client(self.host, port=self.tcp_port, connect_timeout=1).execute("SELECT 1")
+            client.execute("SELECT 1")
             return True
         except Exception:
             return False
+        finally:
+            client.disconnect()

@@ -9,3 +9,30 @@ Errors (warehouse.errors):
     ├── WarehouseLocked            permanent: a chdb folder already open in another process
     └── WarehouseURLError          permanent: a store URL that cannot be used
 """
+
+from __future__ import annotations
+
+from warehouse.base import Columns, Warehouse
+from warehouse.errors import (
+    WarehouseError,
+    WarehouseLocked,
+    WarehouseRejected,
+    WarehouseUnavailable,
+    WarehouseURLError,
+)
+from warehouse.url import StoreURL, parse_store_url
+
+__all__ = ["Columns", "StoreURL", "Warehouse", "WarehouseError", "WarehouseLocked", "WarehouseRejected",
+           "WarehouseURLError", "WarehouseUnavailable", "open_warehouse", "parse_store_url"]
+
+
+def open_warehouse(url: str) -> Warehouse:
+    """Connect to (or open) the store a URL names. Does not create tables: call migrate()."""
+    store = parse_store_url(url)
+    if store.scheme == "clickhouse":
+        from warehouse.server import ServerWarehouse
+
+        return ServerWarehouse(store)
+    from warehouse.embedded import EmbeddedWarehouse
+
+    return EmbeddedWarehouse(store)

@@ -66,11 +66,11 @@ class Collector:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait_connected: bool = True) -> Collector:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "collector", "--mqtt", self.mqtt_url, "--store", self.store_url,
-             "--group", self.group, "--metrics-port", str(self.metrics_port), "--log-format", "text"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "collector", "--mqtt", self.mqtt_url, "--store", self.store_url,
+                 "--group", self.group, "--metrics-port", str(self.metrics_port), "--log-format", "text"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         if wait_connected:
             self.wait_for(lambda m: m.get("collector_mqtt_connected") == 1, 30, "collector connected")
         return self

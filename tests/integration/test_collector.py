@@ -78,18 +78,45 @@ def test_sigterm_flushes_and_acknowledges(mosquitto, collector: Collector, store
     assert count_events(store_url, final=False) == traffic.total_events
 
 
-def test_broker_restart(mosquitto, collector: Collector, store_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_broker_restart_shared_subscription(mosquitto, collector: Collector, store_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Un-acked messages survive a broker restart and the collector reconnects by itself.
+    (mosquitto 2.0.11 does not restore *shared* subscriptions from persistence, so traffic
+    is published again only once the collector has resubscribed; see the exclusive test.)"""
     collector.start()
-    first = Traffic(devices=10, messages_per_device=20, events_per_message=10, region="east")
+    first = Traffic(devices=10, messages_per_device=40, events_per_message=10, region="east")
     publish(mosquitto.url, first.messages())
-    mosquitto.stop()   # mid-stream: some messages may still be un-acked
+    mosquitto.stop()  # mid-stream: some messages are still un-acked or queued
     mosquitto.start()
-    second = Traffic(devices=10, messages_per_device=20, events_per_message=10, region="west",
-                     device_prefix="west")
+    collector.wait_for(lambda m: m.get("collector_mqtt_connects_total", 0) >= 2, 30, "reconnected")
+    second = Traffic(devices=10, messages_per_device=20, events_per_message=10, device_prefix="west")
     publish(mosquitto.url, second.messages())
     collector.wait_quiet(quiet_s=2.0)
     assert collector.terminate() == 0
     assert count_events(store_url) == first.total_events + second.total_events
+
+
+def test_broker_restart_exclusive_subscription_loses_nothing(mosquitto, store_url: str,  # type: ignore[no-untyped-def]
+                                                             tmp_path: Path) -> None:
+    """With an exclusive subscription the broker restores it from persistence, so even
+    messages published before the collector reconnects are kept for it."""
+    collector = Collector(mosquitto.url, store_url, tmp_path,
+                          extra_env={"STB_COLLECTOR__MQTT__SUBSCRIPTION": "exclusive",
+                                     "STB_COLLECTOR__MQTT__RECONNECT_MIN_S": "2.0",
+                                     "STB_COLLECTOR__MQTT__RECONNECT_MAX_S": "3.0"})
+    try:
+        collector.start()
+        first = Traffic(devices=10, messages_per_device=20, events_per_message=10)
+        publish(mosquitto.url, first.messages())
+        mosquitto.stop()
+        mosquitto.start()
+        second = Traffic(devices=10, messages_per_device=20, events_per_message=10, device_prefix="west")
+        publish(mosquitto.url, second.messages())  # before the collector is back
+        collector.wait_for(lambda m: m.get("collector_mqtt_connects_total", 0) >= 2, 30, "reconnected")
+        collector.wait_quiet(quiet_s=2.0)
+        assert collector.terminate() == 0
+        assert count_events(store_url) == first.total_events + second.total_events
+    finally:
+        collector.close()
 
 
 def bad_inputs(sent: int) -> list[tuple[str, bytes, str]]:
