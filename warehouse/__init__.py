@@ -1,6 +1,7 @@
 """The analytical store: ClickHouse server (clickhouse-driver) or embedded chdb, one interface.
 
-    open_warehouse(url) -> Warehouse     clickhouse://user:pass@host:9000/db | chdb:///abs/path | chdb:rel/path
+    open_warehouse(url) -> Warehouse
+        url: clickhouse://user:pass@host:9000/db | chdb:///abs/path | chdb:rel/path
 
 Errors (warehouse.errors):
     WarehouseError                 root

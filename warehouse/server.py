@@ -61,7 +61,8 @@ class ServerWarehouse:
         self._call(lambda: self._client.execute(sql, data, columnar=True, settings=self._settings()))
 
     def query_columns(self, sql: str, params: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
-        rows, types = self._call(lambda: self._client.execute(sql, params, columnar=True, with_column_types=True))
+        rows, types = self._call(
+            lambda: self._client.execute(sql, params, columnar=True, with_column_types=True))
         return {name: _to_numpy(col, ch_type) for (name, ch_type), col in zip(types, rows, strict=True)} \
             if rows else {name: np.empty(0, dtype=_numpy_dtype(t)) for name, t in types}
 
