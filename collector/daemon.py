@@ -17,6 +17,7 @@ from collector.sink import open_sink
 from stbcommon import logs
 from stbcommon.metrics import metrics_endpoint
 from stbcommon.settings import redact_url
+from warehouse.errors import WarehouseError
 
 log = logging.getLogger("collector")
 
@@ -54,8 +55,12 @@ async def _worker(settings: CollectorSettings, worker: int) -> int:
         "worker": worker, "mqtt": redact_url(settings.mqtt.url), "store": redact_url(settings.store.url),
         "group": settings.mqtt.group, "client_id": settings.mqtt.client_id_for(worker)})
     try:
-        if not await _until_stopped(sink.start(), stop):
-            return 0
+        try:
+            if not await _until_stopped(sink.start(), stop):
+                return 0
+        except WarehouseError as exc:  # retryable ones are retried inside start()
+            log.error("store unusable", extra={"store": redact_url(settings.store.url), "error": str(exc)})
+            return 2
         source = MqttSource(settings.mqtt, worker=worker)
         if not await _until_stopped(source.__aenter__(), stop):
             return 0

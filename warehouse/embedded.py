@@ -8,7 +8,9 @@ collector's sink has a thread of its own for the store).
 from __future__ import annotations
 
 import base64
+import fcntl
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,16 +32,12 @@ class EmbeddedWarehouse:
         self.database = store.database
         self.path = store.path
         self.path.mkdir(parents=True, exist_ok=True)
-        try:
-            self._session = session.Session(str(self.path))
-            self._session.query("SELECT 1")
-        except Exception as exc:
-            if "lock" in str(exc).lower() or "another server instance" in str(exc).lower():
-                raise WarehouseLocked(
-                    f"the chdb folder {self.path} is in use by another process (chdb allows one); "
-                    "stop that process (e.g. the collector) or use a ClickHouse server store", url=self.url
-                ) from exc
-            raise
+        holder = _lock_holder(self.path)
+        if holder is not None:
+            raise WarehouseLocked(
+                f"the chdb folder {self.path} is in use by another process ({holder}); chdb allows one. "
+                "Stop that process (e.g. the collector) or use a ClickHouse server store", url=self.url)
+        self._session = session.Session(str(self.path))
         self._closed = False
 
     def migrate(self) -> None:
@@ -91,6 +89,24 @@ class EmbeddedWarehouse:
             return self._session.query(sql, fmt)
         except Exception as exc:  # chdb raises plain RuntimeError for SQL errors
             raise WarehouseRejected(f"chdb: {str(exc)[:500]}", url=self.url) from exc
+
+
+def _lock_holder(path: Path) -> str | None:
+    """Who holds the folder's ClickHouse status lock (an flock), or None if nobody does.
+
+    chdb's own error for this case is an opaque "Error initializing EmbeddedServer"."""
+    status = path / "status"
+    if not status.exists():
+        return None
+    with status.open("rb") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = f.read(200).decode(errors="replace")
+            pid = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("PID")), "?")
+            return f"pid {pid}"
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
 
 
 def _column(series: pd.Series) -> np.ndarray:
