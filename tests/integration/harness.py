@@ -55,9 +55,9 @@ class Traffic:
 class Collector:
     """`python -m collector` in a subprocess, observed through its /metrics endpoint."""
 
-    def __init__(self, mqtt_url: str, store_url: str, tmp: Path, *, group: str = "test",
+    def __init__(self, mqtt_url: str, store_url: str, tmp: Path, *, group: str = "test", workers: int = 1,
                  extra_env: dict[str, str] | None = None) -> None:
-        self.mqtt_url, self.store_url, self.group = mqtt_url, store_url, group
+        self.mqtt_url, self.store_url, self.group, self.workers = mqtt_url, store_url, group, workers
         self.metrics_port = free_port()
         self.log_path = tmp / f"collector-{self.metrics_port}.log"
         self.env = {**os.environ, "STB_COLLECTOR__BATCH__MAX_AGE_S": "0.2",
@@ -69,15 +69,17 @@ class Collector:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "collector", "--mqtt", self.mqtt_url, "--store", self.store_url,
-                 "--group", self.group, "--metrics-port", str(self.metrics_port), "--log-format", "text"],
+                 "--group", self.group, "--metrics-port", str(self.metrics_port), "--log-format", "text",
+                 "--workers", str(self.workers)],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         if wait_connected:
             self.wait_for(lambda m: m.get("collector_mqtt_connected") == 1, 30, "collector connected")
         return self
 
-    def metrics(self) -> dict[str, float]:
+    def metrics(self, worker: int = 0) -> dict[str, float]:
         try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).read()
+            url = f"http://127.0.0.1:{self.metrics_port + worker}/metrics"
+            text = urllib.request.urlopen(url, timeout=2).read()
         except OSError:
             return {}
         out: dict[str, float] = {}

@@ -204,3 +204,22 @@ def test_starts_while_clickhouse_is_down_and_catches_up(mosquitto, clickhouse_se
         collector.close()
         if not clickhouse_server.is_running():
             clickhouse_server.start()
+
+
+def test_two_workers_split_one_stream(mosquitto, clickhouse_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    collector = Collector(mosquitto.url, clickhouse_url, tmp_path, workers=2)
+    try:
+        collector.start()
+        collector.wait_for(lambda _m: collector.metrics(1).get("collector_mqtt_connected") == 1, 30,
+                           "second worker connected")
+        traffic = Traffic(devices=40, messages_per_device=25, events_per_message=10)
+        publish(mosquitto.url, traffic.messages())
+        deadline = time.monotonic() + 60
+        while count_events(clickhouse_url, final=False) < traffic.total_events and time.monotonic() < deadline:
+            time.sleep(0.2)
+        per_worker = [collector.metrics(i).get("collector_messages_received_total", 0) for i in (0, 1)]
+        assert collector.terminate() == 0
+        assert count_events(clickhouse_url) == traffic.total_events
+        assert sum(per_worker) == 1000 and min(per_worker) > 100  # both members took a share
+    finally:
+        collector.close()
