@@ -101,6 +101,8 @@ class Pipeline:
         metrics.MESSAGES_IN.inc()
         if msg.dup:
             metrics.REDELIVERIES.inc()
+        if not batch.messages:
+            batch.opened = time.monotonic()  # a batch ages from its first message
         batch.messages.append(msg)
         result = self._decoder.accept(msg.topic, msg.payload, msg.received_ms)
         if isinstance(result, Accepted):
