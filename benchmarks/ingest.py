@@ -1,0 +1,86 @@
+"""Ingest: how fast the real collector commits a queued backlog to a real ClickHouse server.
+
+Drain: N messages are queued in mosquitto for the collector's persistent session while it
+is offline; the collector is then started and timed (process start included) until every
+message is acknowledged, which it does only after the rows are committed. The same run
+measures the same collector with the null store (receive, validate, acknowledge, write
+nothing) as the reference, and --workers 1 and 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import Result, table
+from collector.process import CollectorProcess
+from firmware_sim.loadgen import Traffic, publish_parallel
+from stbcommon.localservers import ClickHouseServer, Mosquitto
+from warehouse import open_warehouse
+
+
+def drain(mqtt: Mosquitto, store_url: str, work: Path, traffic: Traffic, workers: int, label: str) -> dict[str, float]:
+    group = f"bench{time.monotonic_ns() % 10**9}"
+    collector = CollectorProcess(mqtt.url, store_url, work, group=group, workers=workers,
+                                 extra_env={"STB_COLLECTOR__LOG__LEVEL": "WARNING"})
+    try:
+        collector.start()  # creates the persistent sessions, then goes away
+        collector.wait_for(lambda _m: all(collector.metrics(i).get("collector_mqtt_connected") == 1
+                                          for i in range(workers)), 60, "every worker connected")
+        assert collector.terminate() == 0
+        publish_parallel(mqtt.url, traffic, processes=2)
+        started = time.monotonic()
+        collector.start(wait_connected=False)
+        collector.wait_for(lambda _m: sum(collector.metrics(i).get("collector_acks_total", 0)
+                                          for i in range(workers)) >= traffic.total_messages,
+                           900, "every message acknowledged")
+        elapsed = time.monotonic() - started
+        assert collector.terminate() == 0
+    finally:
+        collector.close()
+    committed = traffic.total_events
+    if not store_url.startswith("null:"):
+        wh = open_warehouse(store_url)
+        committed = int(wh.query_rows(f"SELECT count() FROM {wh.database}.events FINAL")[0][0])
+        wh.close()
+        if committed != traffic.total_events:
+            raise AssertionError(f"{label}: {committed} rows committed, {traffic.total_events} published")
+    return {"seconds": round(elapsed, 2), "events_per_s": traffic.total_events / elapsed,
+            "messages_per_s": traffic.total_messages / elapsed, "committed": committed}
+
+
+def run(args: argparse.Namespace) -> Result:
+    sizes = [(1, 20_000 if args.quick else 100_000), (50, 4_000 if args.quick else 40_000)]
+    result = Result("ingest", {"mode": "drain", "quick": args.quick,
+                               "batches": [{"events_per_message": e, "messages": n} for e, n in sizes]})
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        work = Path(tmp)
+        with Mosquitto(work / "mosquitto") as mqtt, ClickHouseServer(work / "clickhouse") as clickhouse:
+            for events_per_message, messages in sizes:
+                traffic = Traffic(devices=500, messages_per_device=messages // 500,
+                                  events_per_message=events_per_message)
+                runs = [("null", "null://", 1), ("clickhouse", clickhouse.url(f"b{events_per_message}w1"), 1),
+                        ("clickhouse", clickhouse.url(f"b{events_per_message}w2"), 2)]
+                reference = 0.0
+                for store, url, workers in runs:
+                    figures = drain(mqtt, url, work, traffic, workers, f"{store} w{workers}")
+                    if store == "null":
+                        reference = figures["events_per_s"]
+                    result.add(events_per_message=events_per_message, messages=traffic.total_messages,
+                               store=store, workers=workers, **figures,
+                               ratio_to_null=figures["events_per_s"] / reference)
+    best = {e: max((r for r in result.rows if r["events_per_message"] == e and r["store"] == "clickhouse"),
+                   key=lambda r: r["events_per_s"]) for e, _ in sizes}
+    result.headline = {
+        "drain_50_events_per_s": round(best[50]["events_per_s"]),
+        "drain_50_workers": best[50]["workers"],
+        "drain_1_messages_per_s": round(best[1]["messages_per_s"]),
+        "ratio_to_null_store_50": round(best[50]["ratio_to_null"], 2),
+        "targets": {"drain_50_events_per_s": 400_000, "drain_1_messages_per_s": 10_000, "ratio_to_null": 0.7},
+    }
+    print()
+    print(table(result.rows, ["events_per_message", "messages", "store", "workers", "seconds", "events_per_s",
+                              "messages_per_s", "ratio_to_null"]))
+    return result
