@@ -8,9 +8,10 @@ class WarehouseError(Exception):
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, url: str = "") -> None:
+    def __init__(self, message: str, *, url: str = "", code: int | None = None) -> None:
         super().__init__(message)
         self.url = url
+        self.code = code  # the ClickHouse error code, when the engine gave one
 
 
 class WarehouseUnavailable(WarehouseError):

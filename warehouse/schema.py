@@ -1,107 +1,167 @@
-"""The schema, for both stores: SQL that runs on ClickHouse 18.16 and on chdb's modern engine.
+"""The schema of both stores: one set of tables, SQL that runs on ClickHouse 18.16 and on
+chdb's modern engine (26.x) alike. docs/SCHEMA.md explains every key.
 
-`migrate` applies MIGRATIONS in order, once each, recording them in `schema_migrations`.
-Every statement is idempotent (IF NOT EXISTS), so processes that start together and
-both migrate do no harm. To change the schema, append a Migration; never edit one that
-has shipped. See docs/SCHEMA.md for the why of each key.
+`migrate()` applies MIGRATIONS in order, once each, and records them in
+`schema_migrations`. Every statement is safe to repeat (IF NOT EXISTS, and the error codes
+meaning "already there" are accepted), so processes that start together and all migrate do
+no harm, and a migration interrupted half-way is finished by the next run. To change the
+schema append one entry, e.g.
+
+    Migration(2, "events.volume", (add_column("events", "volume", "UInt8", after="rank"),)),
+
+and add the column to warehouse/columns.py. Never edit a migration that has shipped. The
+version-1 CREATE statements are built from the current column maps, so a fresh database
+already has a later-added column and that ADD COLUMN is accepted as done.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 from warehouse.columns import DEAD_LETTER_COLUMNS, EVENT_COLUMNS
+from warehouse.errors import WarehouseRejected
+
+# ClickHouse error codes that mean "this is already done" (another process got there first).
+TABLE_ALREADY_EXISTS: Final = 57
+DATABASE_ALREADY_EXISTS: Final = 82
+DUPLICATE_COLUMN: Final = 15  # ADD COLUMN of an existing column, modern servers
+ILLEGAL_COLUMN: Final = 44    # the same on 18.16 (which lacks ADD COLUMN IF NOT EXISTS)
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _columns(cols: dict[str, str]) -> str:
-    return ",\n    ".join(f"{name} {ch_type}" for name, ch_type in cols.items())
+@dataclass(frozen=True)
+class Table:
+    """One table: what is inserted, what the server computes, and its MergeTree keys."""
+
+    name: str
+    columns: Mapping[str, str]            # inserted columns, in insert order, with ClickHouse types
+    engine: str
+    order_by: str
+    partition_by: str | None = None
+    computed: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # name -> (type, expression)
+    binary: frozenset[str] = frozenset()  # String columns that hold raw bytes, not text
+
+    def ddl(self, database: str) -> str:
+        cols = [f"    {name} {ch_type}" for name, ch_type in self.columns.items()]
+        # MATERIALIZED: the server always computes it, inserts cannot send it, and
+        # `SELECT *` returns exactly the inserted columns (ask for it by name).
+        cols += [f"    {name} {ch_type} MATERIALIZED {expr}" for name, (ch_type, expr) in self.computed.items()]
+        partition = f"\nPARTITION BY {self.partition_by}" if self.partition_by else ""
+        return (f"CREATE TABLE IF NOT EXISTS {database}.{self.name} (\n" + ",\n".join(cols) +
+                f"\n) ENGINE = {self.engine}{partition}\nORDER BY {self.order_by}")
 
 
-EVENTS_DDL = f"""
-CREATE TABLE IF NOT EXISTS {{db}}.events (
-    {_columns(EVENT_COLUMNS)},
-    time DateTime DEFAULT toDateTime(intDiv(ts_ms, 1000))
-) ENGINE = ReplacingMergeTree()
-PARTITION BY toYYYYMMDD(toDateTime(intDiv(device_ts_ms, 1000)))
-ORDER BY (household_id, device_id, seq)
-"""
+def _day(ms_column: str) -> str:
+    return f"toYYYYMMDD(toDateTime(intDiv({ms_column}, 1000)))"
 
-DEAD_LETTERS_DDL = f"""
-CREATE TABLE IF NOT EXISTS {{db}}.dead_letters (
-    {_columns(DEAD_LETTER_COLUMNS)}
-) ENGINE = MergeTree()
-PARTITION BY toYYYYMM(toDateTime(intDiv(received_ms, 1000)))
-ORDER BY (reason, received_ms)
-"""
 
-CHANNEL_COLUMNS = {"channel_id": "UInt32", "xmltv_id": "String", "name": "String", "genre": "String",
-                   "updated_ms": "Int64"}
-PROGRAMME_COLUMNS = {"programme_id": "UInt64", "content_id": "UInt64", "title": "String",
-                     "episode_title": "String", "category": "String", "series_id": "String",
-                     "episode_num": "String", "duration_s": "UInt32", "updated_ms": "Int64"}
-AIRING_COLUMNS = {"channel_id": "UInt32", "start_ms": "Int64", "stop_ms": "Int64", "programme_id": "UInt64",
-                  "updated_ms": "Int64"}
+def _month(ms_column: str) -> str:
+    return f"toYYYYMM(toDateTime(intDiv({ms_column}, 1000)))"
 
-EPG_DDL = [
-    f"""CREATE TABLE IF NOT EXISTS {{db}}.channels (
-    {_columns(CHANNEL_COLUMNS)}
-) ENGINE = ReplacingMergeTree(updated_ms) ORDER BY channel_id""",
-    f"""CREATE TABLE IF NOT EXISTS {{db}}.programmes (
-    {_columns(PROGRAMME_COLUMNS)}
-) ENGINE = ReplacingMergeTree(updated_ms) ORDER BY programme_id""",
-    f"""CREATE TABLE IF NOT EXISTS {{db}}.airings (
-    {_columns(AIRING_COLUMNS)}
-) ENGINE = ReplacingMergeTree(updated_ms)
-PARTITION BY toYYYYMM(toDateTime(intDiv(start_ms, 1000)))
-ORDER BY (channel_id, start_ms)""",
-]
 
-MIGRATIONS_DDL = """
-CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
-    version UInt32,
-    name String,
-    applied_ms Int64
-) ENGINE = ReplacingMergeTree() ORDER BY version
-"""
+# Partitioned by the device's own clock, not the corrected ts_ms: a redelivered message gets
+# a different correction (received_ms differs) but carries the same device_ts_ms, and
+# ReplacingMergeTree only collapses duplicates that land in the same partition.
+EVENTS = Table(
+    "events", EVENT_COLUMNS, "ReplacingMergeTree()",
+    order_by="(household_id, device_id, seq)",
+    partition_by=_day("device_ts_ms"),
+    computed={"time": ("DateTime", "toDateTime(intDiv(ts_ms, 1000))")},
+)
+DEAD_LETTERS = Table(
+    "dead_letters", DEAD_LETTER_COLUMNS, "MergeTree()",
+    order_by="(reason, received_ms)", partition_by=_month("received_ms"),
+    binary=frozenset({"payload"}),
+)
+CHANNEL_COLUMNS: Final = {"channel_id": "UInt32", "xmltv_id": "String", "name": "String", "genre": "String",
+                          "updated_ms": "Int64"}
+PROGRAMME_COLUMNS: Final = {"programme_id": "UInt64", "content_id": "UInt64", "title": "String",
+                            "episode_title": "String", "category": "String", "series_id": "String",
+                            "episode_num": "String", "duration_s": "UInt32", "updated_ms": "Int64"}
+AIRING_COLUMNS: Final = {"channel_id": "UInt32", "start_ms": "Int64", "stop_ms": "Int64",
+                         "programme_id": "UInt64", "updated_ms": "Int64"}
+# EPG dimensions: a re-import replaces rows, the newest `updated_ms` wins (read with FINAL).
+CHANNELS = Table("channels", CHANNEL_COLUMNS, "ReplacingMergeTree(updated_ms)", order_by="channel_id")
+PROGRAMMES = Table("programmes", PROGRAMME_COLUMNS, "ReplacingMergeTree(updated_ms)", order_by="programme_id")
+AIRINGS = Table("airings", AIRING_COLUMNS, "ReplacingMergeTree(updated_ms)",
+                order_by="(channel_id, start_ms)", partition_by=_month("start_ms"))
 
-# Column types of every table the code inserts into, for stores that need them.
-TABLE_COLUMNS: dict[str, dict[str, str]] = {
-    "events": EVENT_COLUMNS,
-    "dead_letters": DEAD_LETTER_COLUMNS,
-    "channels": CHANNEL_COLUMNS,
-    "programmes": PROGRAMME_COLUMNS,
-    "airings": AIRING_COLUMNS,
-}
+MIGRATIONS_TABLE: Final = Table(
+    "schema_migrations", {"version": "UInt32", "name": "String", "applied_ms": "Int64"},
+    "ReplacingMergeTree()", order_by="version")
+
+TABLES: Final[dict[str, Table]] = {t.name: t for t in (EVENTS, DEAD_LETTERS, CHANNELS, PROGRAMMES, AIRINGS)}
+# Column types of every table the code inserts into (tests and importers check against it).
+TABLE_COLUMNS: Final[dict[str, dict[str, str]]] = {name: dict(t.columns) for name, t in TABLES.items()}
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One DDL statement (`{db}` stands for the database) and the error codes meaning it is already done."""
+
+    sql: str
+    done_codes: frozenset[int] = frozenset()
+
+    def render(self, database: str) -> str:
+        return self.sql.replace("{db}", database)
+
+
+def create_table(table: Table) -> Statement:
+    return Statement(table.ddl("{db}"), frozenset({TABLE_ALREADY_EXISTS}))
+
+
+def add_column(table: str, column: str, ch_type: str, *, default: str | None = None,
+               after: str | None = None) -> Statement:
+    """ALTER TABLE ADD COLUMN that may run twice (18.16 has no ADD COLUMN IF NOT EXISTS)."""
+    sql = f"ALTER TABLE {{db}}.{table} ADD COLUMN {column} {ch_type}"
+    sql += f" DEFAULT {default}" if default is not None else ""
+    sql += f" AFTER {after}" if after is not None else ""
+    return Statement(sql, frozenset({DUPLICATE_COLUMN, ILLEGAL_COLUMN}))
 
 
 @dataclass(frozen=True)
 class Migration:
     version: int
     name: str
-    statements: tuple[str, ...]
+    statements: tuple[Statement, ...]
 
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "events, dead letters and the EPG", (EVENTS_DDL, DEAD_LETTERS_DDL, *EPG_DDL)),
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(1, "events, dead letters and the EPG", tuple(create_table(t) for t in TABLES.values())),
 )
+SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
 
 def migrate(database: str, execute: Callable[[str], None],
-            query_rows: Callable[[str], list[tuple[object, ...]]]) -> list[int]:
-    """Bring `database` up to date; returns the versions applied now."""
-    execute(f"CREATE DATABASE IF NOT EXISTS {database}")
-    execute(MIGRATIONS_DDL.format(db=database))
-    done = {int(str(row[0])) for row in query_rows(f"SELECT version FROM {database}.schema_migrations")}
+            query_rows: Callable[[str], list[tuple[Any, ...]]]) -> list[int]:
+    """Bring `database` up to date through a store's execute/query_rows; returns the versions applied now."""
+    if not _IDENTIFIER.fullmatch(database):
+        raise WarehouseRejected(f"bad database name {database!r}")
+    _run(Statement("CREATE DATABASE IF NOT EXISTS {db}", frozenset({DATABASE_ALREADY_EXISTS})), database, execute)
+    _run(create_table(MIGRATIONS_TABLE), database, execute)
+    done = {int(row[0]) for row in query_rows(f"SELECT DISTINCT version FROM {database}.schema_migrations")}
     applied = []
     for migration in MIGRATIONS:
         if migration.version in done:
             continue
         for statement in migration.statements:
-            execute(statement.format(db=database))
-        # INSERT ... SELECT, not VALUES: clickhouse-driver waits for a data block after VALUES.
+            _run(statement, database, execute)
+        # INSERT ... SELECT rather than VALUES: clickhouse-driver would wait for a data block.
+        name = migration.name.replace("\\", "\\\\").replace("'", "\\'")
         execute(f"INSERT INTO {database}.schema_migrations (version, name, applied_ms) "
-                f"SELECT {migration.version}, '{migration.name}', {int(time.time() * 1000)}")
+                f"SELECT {migration.version}, '{name}', {int(time.time() * 1000)}")
         applied.append(migration.version)
     return applied
+
+
+def _run(statement: Statement, database: str, execute: Callable[[str], None]) -> None:
+    try:
+        execute(statement.render(database))
+    except WarehouseRejected as exc:
+        if exc.code not in statement.done_codes:
+            raise

@@ -1,59 +1,169 @@
-"""Store URLs: `clickhouse://user:pass@host:9000/db?opt=v`, `chdb:///abs/path`, `chdb:rel/path`."""
+"""Store URLs, parsed and checked before anything connects.
+
+    clickhouse://user:pass@host:9000/db?connect_timeout=5   a ClickHouse server (native protocol)
+    clickhouses://user:pass@host:9440/db                     the same over TLS (secure=1)
+    chdb:///abs/path  chdb:rel/path  chdb:./rel?database=x   an embedded chdb data folder
+
+Defaults: port 9000 (9440 secure), user `default`, database `stb`. Query options are
+checked here, so a typo in a settings file fails at startup rather than on first use;
+`StoreURL.redacted` is what logs and the stores' `url` attribute show (no password).
+"""
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any, Final, Literal
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
 
 from warehouse.errors import WarehouseURLError
 
-DEFAULT_DATABASE = "stb"
-_DB_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+DEFAULT_DATABASE: Final = "stb"
+DEFAULT_PORT: Final = 9000
+DEFAULT_SECURE_PORT: Final = 9440
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_EXAMPLES = "clickhouse://user:pass@host:9000/db, chdb:///abs/path or chdb:rel/path"
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected 1/0, true/false, yes/no or on/off")
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 3600:
+        raise ValueError("expected seconds in (0, 3600]")
+    return value
+
+
+def _compression(text: str) -> str | bool:
+    return text.lower() if text.lower() in ("lz4", "lz4hc", "zstd") else _bool(text)
+
+
+# Query options of clickhouse:// URLs: the clickhouse-driver Client keyword each becomes,
+# and how to read its value. Anything else is an error, not silently ignored.
+CLICKHOUSE_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {
+    "secure": _bool,
+    "verify": _bool,
+    "ca_certs": str,
+    "compression": _compression,
+    "connect_timeout": _seconds,
+    "send_receive_timeout": _seconds,
+    "sync_request_timeout": _seconds,
+    "client_name": str,
+    "tcp_keepalive": _bool,
+}
 
 
 @dataclass(frozen=True)
 class StoreURL:
-    scheme: str                       # "clickhouse" or "chdb"
+    """A parsed store URL. `options` holds typed clickhouse-driver keywords (server only)."""
+
+    scheme: Literal["clickhouse", "chdb"]
     database: str = DEFAULT_DATABASE
     host: str = ""
-    port: int = 9000
+    port: int = DEFAULT_PORT
     user: str = "default"
-    password: str = ""
-    path: Path | None = None          # chdb data folder
-    options: dict[str, str] = field(default_factory=dict)
+    password: str = field(default="", repr=False)
+    path: Path | None = None  # chdb data folder, absolute
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def redacted(self) -> str:
+        """The URL without its password: safe for logs, metrics labels and error messages."""
         if self.scheme == "chdb":
-            return f"chdb://{self.path}?database={self.database}"
-        auth = f"{self.user}:***@" if self.password else f"{self.user}@"
-        return f"clickhouse://{auth}{self.host}:{self.port}/{self.database}"
+            query = "" if self.database == DEFAULT_DATABASE else f"?database={self.database}"
+            return f"chdb://{quote(str(self.path))}{query}"
+        auth = f"{quote(self.user, safe='')}:***@" if self.password else f"{quote(self.user, safe='')}@"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        query = urlencode({k: _option_text(v) for k, v in self.options.items()})
+        return f"clickhouse://{auth}{host}:{self.port}/{self.database}" + (f"?{query}" if query else "")
+
+
+def _option_text(value: Any) -> str:
+    return str(int(value)) if isinstance(value, bool) else str(value)
 
 
 def parse_store_url(url: str) -> StoreURL:
-    parts = urlsplit(url)
-    options = dict(parse_qsl(parts.query))
-    if parts.scheme == "clickhouse":
-        if not parts.hostname:
-            raise WarehouseURLError(f"{url!r}: a clickhouse:// URL needs a host", url=url)
-        database = parts.path.lstrip("/") or DEFAULT_DATABASE
-        try:
-            port = parts.port or 9000
-        except ValueError:
-            raise WarehouseURLError(f"{url!r}: bad port", url=url) from None
-        store = StoreURL("clickhouse", database, parts.hostname, port, unquote(parts.username or "default"),
-                         unquote(parts.password or ""), None, options)
+    """Parse and check a store URL; raises WarehouseURLError saying what is wrong and how to fix it."""
+    try:
+        parts = urlsplit(url.strip())
+        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError as exc:
+        raise _error(url, f"not a URL ({exc})") from None
+    duplicates = {k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i])}
+    if duplicates:
+        raise _error(url, f"option {sorted(duplicates)[0]!r} given twice")
+    query = dict(pairs)
+    if parts.scheme in ("clickhouse", "clickhouses"):
+        store = _parse_clickhouse(url, parts, query)
     elif parts.scheme == "chdb":
-        # chdb:///abs/path → /abs/path; chdb:rel/path or chdb:./rel → relative to the cwd
-        raw = parts.netloc + parts.path if parts.netloc else parts.path
-        if not raw:
-            raise WarehouseURLError(f"{url!r}: a chdb URL needs a folder (chdb:///abs/path)", url=url)
-        database = options.pop("database", DEFAULT_DATABASE)
-        store = StoreURL("chdb", database, path=Path(unquote(raw)).resolve(), options=options)
+        store = _parse_chdb(url, parts, query)
     else:
-        raise WarehouseURLError(
-            f"{url!r}: use clickhouse://user:pass@host:9000/db or chdb:///abs/path", url=url)
-    if not store.database or set(store.database) - _DB_CHARS:
-        raise WarehouseURLError(f"{url!r}: database name {store.database!r} must be [A-Za-z0-9_]+", url=url)
+        raise _error(url, f"unknown scheme {parts.scheme!r}: use {_EXAMPLES}")
+    if not _IDENTIFIER.fullmatch(store.database):
+        raise _error(url, f"database name {store.database!r} must match [A-Za-z_][A-Za-z0-9_]*")
     return store
+
+
+def _parse_clickhouse(url: str, parts: SplitResult, query: dict[str, str]) -> StoreURL:
+    if not parts.hostname:
+        raise _error(url, f"a ClickHouse URL needs a host: {_EXAMPLES}")
+    if parts.fragment:
+        raise _error(url, "a ClickHouse URL takes no #fragment")
+    options: dict[str, Any] = {"secure": True} if parts.scheme == "clickhouses" else {}
+    for name, text in query.items():
+        reader = CLICKHOUSE_OPTIONS.get(name)
+        if reader is None:
+            raise _error(url, f"unknown option {name!r}; known: {', '.join(sorted(CLICKHOUSE_OPTIONS))}")
+        try:
+            options[name] = reader(text)
+        except ValueError as exc:
+            raise _error(url, f"option {name}={text!r}: {exc}") from None
+    try:
+        explicit_port = parts.port
+    except ValueError:
+        raise _error(url, "the port must be a number in 1..65535") from None
+    if explicit_port == 0:
+        raise _error(url, "the port must be a number in 1..65535")
+    path = unquote(parts.path).strip("/")
+    if "/" in path:
+        raise _error(url, f"the path names one database, got {path!r}")
+    port = explicit_port or (DEFAULT_SECURE_PORT if options.get("secure") else DEFAULT_PORT)
+    return StoreURL("clickhouse", path or DEFAULT_DATABASE, parts.hostname, port,
+                    unquote(parts.username or "") or "default", unquote(parts.password or ""),
+                    None, options)
+
+
+def _parse_chdb(url: str, parts: SplitResult, query: dict[str, str]) -> StoreURL:
+    if parts.netloc:
+        # chdb://name/x would make `name` a host; say which spelling was probably meant.
+        raise _error(url, "use chdb:///abs/path (three slashes) or chdb:relative/path")
+    unknown = set(query) - {"database"}
+    if unknown:
+        raise _error(url, f"unknown option {sorted(unknown)[0]!r}; a chdb URL takes only ?database=")
+    raw = unquote(parts.path)
+    if not raw or raw in (".", "/"):
+        raise _error(url, "a chdb URL needs a data folder: chdb:///abs/path or chdb:relative/path")
+    if "\0" in raw:
+        raise _error(url, "the path contains a NUL byte")
+    return StoreURL("chdb", query.get("database", DEFAULT_DATABASE),
+                    path=Path(os.path.abspath(os.path.expanduser(raw))))
+
+
+def _error(url: str, problem: str) -> WarehouseURLError:
+    shown = _redact_text(url)
+    return WarehouseURLError(f"store URL {shown!r}: {problem}", url=shown)
+
+
+def _redact_text(url: str) -> str:
+    """Hide the password of a URL that may not even parse."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
