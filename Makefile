@@ -31,6 +31,9 @@ test: venv servers
 test-unit: venv
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q tests/unit
 
+demo: venv servers
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m firmware_sim.demo
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy agent collector proto stbcommon

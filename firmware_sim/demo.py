@@ -1,0 +1,159 @@
+"""`make demo`: broker + collector (embedded chdb) + a simulated fleet, then a summary.
+
+Everything runs locally in one folder and is stopped at the end (or on Ctrl-C): a
+mosquitto on a free port, the collector as a child process, the fleet's agents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from collector.process import CollectorProcess
+from firmware_sim.__main__ import load_guide
+from firmware_sim.fleet import FleetPlan, build_world, run_fleet, today_utc
+from stbcommon.localservers import Mosquitto
+
+_EVENTS_ROWS = 'collector_rows_written_total{table="events"}'
+_DEAD_ROWS = 'collector_rows_written_total{table="dead_letters"}'
+
+SUMMARY_QUERIES = {
+    "Top channels by watch time": """
+        SELECT c.name AS channel, round(sum(e.duration_s) / 3600, 1) AS hours, uniqExact(e.household_id) AS homes
+        FROM (SELECT channel_id, duration_s, household_id FROM {db}.events FINAL WHERE kind = 'view') AS e
+        ANY LEFT JOIN (SELECT channel_id, name FROM {db}.channels FINAL) AS c USING channel_id
+        GROUP BY channel ORDER BY hours DESC LIMIT 5""",
+    "Top programmes by watch time": """
+        SELECT p.title AS title, round(sum(e.duration_s) / 3600, 1) AS hours, uniqExact(e.household_id) AS homes
+        FROM (SELECT programme_id, duration_s, household_id FROM {db}.events FINAL
+              WHERE kind = 'view' AND programme_id != 0) AS e
+        ANY INNER JOIN (SELECT programme_id, content_id, title FROM {db}.programmes FINAL) AS p USING programme_id
+        GROUP BY title ORDER BY hours DESC LIMIT 5""",
+    "Viewing by daypart (UTC)": """
+        SELECT multiIf(h < 6, '1 night 00-06', h < 12, '2 morning 06-12', h < 17, '3 daytime 12-17',
+                       h < 19, '4 early evening 17-19', h < 23, '5 prime time 19-23', '6 late 23-24') AS daypart,
+               round(sum(duration_s) / 3600, 1) AS hours
+        FROM (SELECT toHour(time) AS h, duration_s FROM {db}.events FINAL WHERE kind = 'view')
+        GROUP BY daypart ORDER BY daypart""",
+    "Events by kind": "SELECT kind, count() AS events FROM {db}.events FINAL GROUP BY kind ORDER BY events DESC",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m firmware_sim.demo", description=__doc__)
+    p.add_argument("--households", type=int, default=2000)
+    p.add_argument("--days", type=int, default=3)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--processes", type=int, default=2)
+    p.add_argument("--dir", default="demo-data", help="working folder (emptied first)")
+    args = p.parse_args(argv)
+
+    work = Path(args.dir).resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    store = f"chdb://{work / 'chdb'}"
+    plan = FleetPlan(mqtt_url="", households=args.households, days=args.days, seed=args.seed, start=today_utc(),
+                     processes=args.processes, spool_root=str(work / "spools"))
+    print(f"demo: {args.households:,} households, {args.days} days from {plan.start}, seed {args.seed}; "
+          f"working in {work}", flush=True)
+    broker = Mosquitto(work / "mosquitto")
+    collector: CollectorProcess | None = None
+    try:
+        broker.start()
+        epg, households = build_world(plan)
+        from firmware_sim.truth import write_truth
+
+        write_truth(work / "truth.npz", epg, households)
+        load_guide(epg, store)  # before the collector opens the embedded store (one process at a time)
+        collector = CollectorProcess(broker.url, store, work, group="demo")
+        collector.start()
+        print(f"broker {broker.url}, collector metrics http://127.0.0.1:{collector.metrics_port}/metrics",
+              flush=True)
+        totals = _run_with_progress(FleetPlan(**{**plan.__dict__, "mqtt_url": broker.url}), collector)
+        collector.wait_for(lambda m: m.get(_EVENTS_ROWS, 0) >= totals["published"],
+                           120, "every published event committed")
+        m = collector.metrics()
+        rows, dead = m.get(_EVENTS_ROWS, 0), m.get(_DEAD_ROWS, 0)
+        print(f"collector: {rows:,.0f} rows committed from {m.get('collector_messages_received_total', 0):,.0f} "
+              f"messages, {dead:,.0f} dead letters", flush=True)
+        if collector.terminate() != 0:
+            print("collector did not stop cleanly:\n" + collector.log_tail(), file=sys.stderr)
+            return 1
+        collector = None
+        _summary(store)
+        print(f"\nground truth: {work / 'truth.npz'}; data: {work / 'chdb'} (chdb); "
+              f"collector log: {work}", flush=True)
+        return 0
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    finally:
+        if collector is not None:
+            collector.close()
+        broker.stop()
+
+
+def _run_with_progress(plan: FleetPlan, collector: CollectorProcess) -> dict[str, int]:
+    result: dict[str, Any] = {}
+
+    def fleet() -> None:
+        try:
+            result["totals"] = run_fleet(plan)
+        except BaseException as exc:  # reported on the main thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=fleet, name="fleet")
+    started = time.monotonic()
+    thread.start()
+    last = (started, 0.0)
+    tty = sys.stdout.isatty()
+    while thread.is_alive():
+        thread.join(1.0 if tty else 5.0)
+        last = _progress_line(collector, *last, newline=not tty)
+    if tty:
+        print(flush=True)
+    if "error" in result:
+        raise result["error"]
+    totals: dict[str, int] = result["totals"]
+    print(f"fleet: {totals['devices']:,} boxes published {totals['published']:,} events in "
+          f"{totals['batches']:,} batches ({totals['dropped']} dropped)", flush=True)
+    return totals
+
+
+def _progress_line(collector: CollectorProcess, since: float, rows_before: float,
+                   newline: bool = False) -> tuple[float, float]:
+    m = collector.metrics()
+    now = time.monotonic()
+    rows, dead = m.get(_EVENTS_ROWS, 0.0), m.get(_DEAD_ROWS, 0.0)
+    rate = (rows - rows_before) / max(now - since, 1e-6)
+    end = "\n" if newline else "\r"
+    print(f"  {rate:>9,.0f} events/s   {rows:>11,.0f} rows stored   {dead:,.0f} dead letters   ", end=end,
+          flush=True)
+    return now, rows
+
+
+def _summary(store_url: str) -> None:
+    from warehouse import open_warehouse
+
+    wh = open_warehouse(store_url)
+    try:
+        total = wh.query_rows(f"SELECT count(), uniqExact(household_id), uniqExact(device_id) "
+                              f"FROM {wh.database}.events FINAL")[0]
+        print(f"\n== stored: {total[0]:,} events from {total[1]:,} households, {total[2]:,} boxes")
+        for title, sql in SUMMARY_QUERIES.items():
+            rows = wh.query_rows(sql.format(db=wh.database))
+            print(f"\n== {title}")
+            for row in rows:
+                print("   " + "  ".join(f"{v:>10,}" if isinstance(v, int | float) and not isinstance(v, bool)
+                                        else f"{v!s:<34}" for v in row))
+    finally:
+        wh.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
