@@ -36,7 +36,7 @@ demo: venv servers
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/mypy agent collector proto stbcommon
+	$(BIN)/mypy agent collector proto stbcommon warehouse recommender firmware_sim
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

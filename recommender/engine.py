@@ -1,0 +1,218 @@
+"""Answers Recommend / SimilarProgrammes / Popular from one immutable Snapshot.
+
+A Snapshot bundles one model version with the schedule in use and the fold-in overlay;
+background tasks replace the whole Snapshot (one reference swap), a request reads it once.
+Everything here is vectorised over the window's airings: one `searchsorted` window lookup,
+one (contents x dayparts) matrix product, one lexsort to keep the best airing per content.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from recommender.artifact import Artifact
+from recommender.dayparts import Dayparts
+from recommender.errors import InvalidArgument
+from recommender.model import ContentModel, UserTable
+from recommender.popularity import Popularity
+from recommender.schedule import Schedule
+from recommender.settings import ServeSettings
+from recommender.signal import Viewing, Watched
+
+MIN_PLAUSIBLE_MS = 946_684_800_000    # 2000-01-01: smaller values are seconds, not milliseconds
+MAX_AHEAD_MS = 400 * 86_400_000
+MAX_CHANNELS = 10_000
+
+PERSONAL = "personal"
+WATCHED_BEFORE = "personal:watched_before"
+POPULAR = "popular"
+COLD_START = "cold_start:popular"
+SIMILAR = "similar"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: str
+    meta: dict[str, Any]
+    model: ContentModel
+    popularity: Popularity
+    watched: Watched
+    history: Viewing
+    seen: sp.csr_matrix          # households x contents of `history`: raw watched sums
+    schedule: Schedule
+    overlay: UserTable | None = None
+
+    @classmethod
+    def from_artifact(cls, a: Artifact, schedule: Schedule | None = None) -> Snapshot:
+        return cls(a.version, a.meta, a.model, a.popularity, a.watched, a.history,
+                   a.history.household_raw(), schedule if schedule is not None else a.schedule)
+
+    def with_schedule(self, schedule: Schedule) -> Snapshot:
+        return dataclasses.replace(self, schedule=schedule)
+
+    def with_overlay(self, overlay: UserTable | None) -> Snapshot:
+        return dataclasses.replace(self, overlay=overlay)
+
+
+@dataclass(frozen=True)
+class Item:
+    programme_id: int
+    content_id: int
+    channel_id: int
+    start_ms: int
+    stop_ms: int
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    items: list[Item]
+    model_version: str
+    request_id: str
+
+
+def _request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Engine:
+    def __init__(self, serve: ServeSettings, dayparts: Dayparts) -> None:
+        self.s = serve
+        self.dayparts = dayparts
+
+    # --- argument checks ------------------------------------------------------------------
+
+    def _k(self, k: int) -> int:
+        if k == 0:
+            return self.s.default_k
+        if not 1 <= k <= self.s.max_k:
+            raise InvalidArgument("k", f"must be 1..{self.s.max_k} (0 = {self.s.default_k}), got {k}")
+        return k
+
+    def _at(self, at_ms: int, now_ms: int) -> int:
+        if at_ms == 0:
+            return now_ms
+        if at_ms < MIN_PLAUSIBLE_MS:
+            raise InvalidArgument("at_unix_ms", f"{at_ms} is not a unix time in milliseconds "
+                                                f"(0 = now)")
+        if at_ms > now_ms + MAX_AHEAD_MS:
+            raise InvalidArgument("at_unix_ms", f"{at_ms} is more than 400 days ahead")
+        return at_ms
+
+    def _window_ms(self, minutes: int) -> int:
+        if minutes == 0:
+            minutes = self.s.default_window_minutes
+        if not 1 <= minutes <= self.s.max_window_minutes:
+            raise InvalidArgument("window_minutes", f"must be 1..{self.s.max_window_minutes}, got {minutes}")
+        return minutes * 60_000
+
+    @staticmethod
+    def _channels(channel_ids: Sequence[int]) -> np.ndarray | None:
+        if not len(channel_ids):
+            return None
+        if len(channel_ids) > MAX_CHANNELS:
+            raise InvalidArgument("channel_ids", f"at most {MAX_CHANNELS} channels")
+        return np.unique(np.asarray(channel_ids, dtype=np.uint32))
+
+    # --- the three questions --------------------------------------------------------------
+
+    def recommend(self, snap: Snapshot, household_id: int, k: int = 0, at_ms: int = 0,
+                  window_minutes: int = 0, channel_ids: Sequence[int] = (), exclude_watched: bool = False,
+                  now_ms: int | None = None) -> Answer:
+        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        if household_id <= 0:
+            raise InvalidArgument("household_id", "required (a positive household id)")
+        k, t0 = self._k(k), self._at(at_ms, now_ms)
+        t1 = t0 + self._window_ms(window_minutes)
+        channels = self._channels(channel_ids)
+        sched = snap.schedule
+        cand = sched.window(t0, t1, channels, self.s.min_remaining_s * 1000)
+        if exclude_watched and len(cand):
+            seen = snap.watched.of(household_id)
+            if len(seen):
+                cand = cand[~np.isin(sched.programme_id[cand], seen)]
+        dps = self.dayparts.of_ms(np.maximum(sched.start_ms[cand], t0))
+        contents = sched.content_id[cand]
+        scores = snap.model.recommend(household_id, contents, dps, snap.overlay)
+        if scores is None:
+            return self._ranked(snap, cand, snap.popularity.scores(contents, sched.channel_id[cand], dps),
+                                None, k, COLD_START)
+        known = ~np.isnan(scores)
+        fallback = snap.popularity.scores(contents, sched.channel_id[cand], dps)
+        primary = np.where(known, scores, fallback)
+        reasons = self._reasons(snap, household_id, contents, known)
+        return self._ranked(snap, cand, primary, known, k, reasons)
+
+    def popular(self, snap: Snapshot, at_ms: int = 0, window_minutes: int = 0,
+                channel_ids: Sequence[int] = (), k: int = 0, now_ms: int | None = None) -> Answer:
+        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        k, t0 = self._k(k), self._at(at_ms, now_ms)
+        t1 = t0 + self._window_ms(window_minutes)
+        sched = snap.schedule
+        cand = sched.window(t0, t1, self._channels(channel_ids), self.s.min_remaining_s * 1000)
+        dps = self.dayparts.of_ms(np.maximum(sched.start_ms[cand], t0))
+        scores = snap.popularity.scores(sched.content_id[cand], sched.channel_id[cand], dps)
+        return self._ranked(snap, cand, scores, None, k, POPULAR)
+
+    def similar(self, snap: Snapshot, content_id: int, k: int = 0, at_ms: int = 0,
+                channel_ids: Sequence[int] = (), now_ms: int | None = None) -> Answer:
+        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        if content_id <= 0:
+            raise InvalidArgument("content_id", "required (a positive content id)")
+        k, t0 = self._k(k), self._at(at_ms, now_ms)
+        ids, sims = snap.model.similar_items(content_id, k)
+        sched = snap.schedule
+        nxt = sched.next_airings(ids, t0, self._channels(channel_ids), self.s.min_remaining_s * 1000)
+        items = []
+        for cid, sim, a in zip(ids.tolist(), sims.tolist(), nxt.tolist(), strict=True):
+            if a >= 0:
+                items.append(Item(int(sched.programme_id[a]), cid, int(sched.channel_id[a]),
+                                  int(sched.start_ms[a]), int(sched.stop_ms[a]), float(sim), SIMILAR))
+            else:
+                items.append(Item(0, cid, 0, 0, 0, float(sim), SIMILAR))
+        return Answer(items, snap.version, _request_id())
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _reasons(self, snap: Snapshot, household_id: int, contents: np.ndarray,
+                 known: np.ndarray) -> np.ndarray:
+        reasons = np.where(known, PERSONAL, POPULAR).astype(object)
+        row = snap.model.users.row(household_id)
+        if row >= 0 and row < snap.seen.shape[0]:
+            lo, hi = snap.seen.indptr[row], snap.seen.indptr[row + 1]
+            seen_ids = snap.history.content_ids[snap.seen.indices[lo:hi]]
+            reasons[known & np.isin(contents, seen_ids)] = WATCHED_BEFORE
+        return reasons
+
+    def _ranked(self, snap: Snapshot, cand: np.ndarray, scores: np.ndarray, known: np.ndarray | None,
+                k: int, reasons: str | np.ndarray) -> Answer:
+        sched = snap.schedule
+        best = best_airings(sched, cand, scores, known, k)
+        reason_of = (lambda i: reasons) if isinstance(reasons, str) else (lambda i: str(reasons[i]))
+        items = [Item(int(sched.programme_id[a]), int(sched.content_id[a]), int(sched.channel_id[a]),
+                      int(sched.start_ms[a]), int(sched.stop_ms[a]), float(scores[i]), reason_of(i))
+                 for i, a in zip(best.tolist(), cand[best].tolist(), strict=True)]
+        return Answer(items, snap.version, _request_id())
+
+
+def best_airings(sched: Schedule, cand: np.ndarray, scores: np.ndarray, known: np.ndarray | None,
+                 k: int) -> np.ndarray:
+    """Positions in `cand` of the best airing of each content, top k: contents the model knows
+    by score, then the others by their (popularity) score; ties go to the earlier airing."""
+    if not len(cand):
+        return np.zeros(0, dtype=np.int64)
+    content = sched.content_id[cand]
+    key = np.where(content != 0, content, sched.programme_id[cand])  # unknown programmes stand alone
+    group = np.zeros(len(cand), np.int8) if known is None else (~known).astype(np.int8)
+    order = np.lexsort((sched.start_ms[cand], -np.asarray(scores, dtype=np.float64), group))
+    _, first = np.unique(key[order], return_index=True)
+    return np.asarray(order[np.sort(first)][:k], dtype=np.int64)

@@ -1,0 +1,97 @@
+"""The gRPC adapter: requests in, engine calls, responses out; typed errors become status codes.
+
+    InvalidArgument -> INVALID_ARGUMENT, UnknownContent -> NOT_FOUND, anything else -> INTERNAL
+    (Recommend answers with popular-now instead, reason "fallback:popular": the guide must
+    always get something).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import grpc
+
+from proto import recommender_pb2 as pb
+from proto import recommender_pb2_grpc as pb_grpc
+from recommender import metrics
+from recommender.engine import COLD_START, Answer, Engine, Snapshot
+from recommender.errors import InvalidArgument, UnknownContent
+
+log = logging.getLogger("recommender.servicer")
+FALLBACK = "fallback:popular"
+
+
+class SnapshotSource(Protocol):
+    @property
+    def snapshot(self) -> Snapshot: ...
+
+
+def to_proto(answer: Answer, reason_override: str = "") -> pb.RecommendResponse:
+    return pb.RecommendResponse(
+        items=[pb.Item(programme_id=i.programme_id, content_id=i.content_id, channel_id=i.channel_id,
+                       start_unix_ms=i.start_ms, stop_unix_ms=i.stop_ms, score=i.score,
+                       reason=reason_override or i.reason) for i in answer.items],
+        model_version=answer.model_version, request_id=answer.request_id)
+
+
+class RecommenderServicer(pb_grpc.RecommenderServicer):
+    def __init__(self, state: SnapshotSource, engine: Engine) -> None:
+        self._state = state
+        self._engine = engine
+
+    async def Recommend(self, request: pb.RecommendRequest, context: grpc.aio.ServicerContext) -> Any:
+        r = request
+
+        def answer(snap: Snapshot) -> pb.RecommendResponse:
+            a = self._engine.recommend(snap, r.household_id, r.k, r.at_unix_ms, r.window_minutes,
+                                       list(r.channel_ids), r.exclude_watched)
+            kind = "cold_start" if a.items and a.items[0].reason == COLD_START else "personal"
+            metrics.ANSWERS.labels(kind).inc()
+            return to_proto(a)
+
+        def fallback(snap: Snapshot) -> pb.RecommendResponse:
+            a = self._engine.popular(snap, r.at_unix_ms, r.window_minutes, list(r.channel_ids), r.k)
+            metrics.ANSWERS.labels("fallback").inc()
+            return to_proto(a, FALLBACK)
+
+        return await self._handle("Recommend", context, answer, fallback)
+
+    async def SimilarProgrammes(self, request: pb.SimilarRequest, context: grpc.aio.ServicerContext) -> Any:
+        r = request
+        return await self._handle("SimilarProgrammes", context, lambda snap: to_proto(
+            self._engine.similar(snap, r.content_id, r.k, r.at_unix_ms, list(r.channel_ids))))
+
+    async def Popular(self, request: pb.PopularRequest, context: grpc.aio.ServicerContext) -> Any:
+        r = request
+        return await self._handle("Popular", context, lambda snap: to_proto(
+            self._engine.popular(snap, r.at_unix_ms, r.window_minutes, list(r.channel_ids), r.k)))
+
+    async def _handle(self, method: str, context: grpc.aio.ServicerContext,
+                      call: Callable[[Snapshot], pb.RecommendResponse],
+                      fallback: Callable[[Snapshot], pb.RecommendResponse] | None = None) -> Any:
+        started = time.perf_counter()
+        snap = self._state.snapshot  # one immutable model for the whole request
+        code, message = grpc.StatusCode.OK, ""
+        response = None
+        try:
+            response = call(snap)
+        except InvalidArgument as exc:
+            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        except UnknownContent as exc:
+            code, message = grpc.StatusCode.NOT_FOUND, str(exc)
+        except Exception:
+            log.exception("request failed", extra={"method": method, "model_version": snap.version})
+            code, message = grpc.StatusCode.INTERNAL, "internal error"
+            if fallback is not None:
+                try:
+                    response, code = fallback(snap), grpc.StatusCode.OK
+                except Exception:
+                    log.exception("fallback failed", extra={"method": method})
+        metrics.REQUESTS.labels(method, code.name).inc()
+        metrics.LATENCY.labels(method).observe(time.perf_counter() - started)
+        if code is not grpc.StatusCode.OK:
+            await context.abort(code, message)
+        return response
