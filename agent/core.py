@@ -173,13 +173,13 @@ class Agent:
         """Publish from the spool head (everything unacknowledged goes again after a
         reconnect: the collector deduplicates), keep `inflight` batches outstanding."""
         cursor = self._spool.head
-        if not self._spool.empty:
-            self._pending = max(self._pending, self.settings.batch.max_events)
+        backlog_end = self._spool.tail  # everything spooled before this connection goes out at once
         inflight: deque[tuple[Position, asyncio.Task[None], int]] = deque()
         try:
             while True:
                 await self._complete(inflight, block=len(inflight) >= self.settings.mqtt.inflight)
-                if cursor == self._spool.tail or not self._due():
+                behind = (cursor.segment, cursor.offset) < (backlog_end.segment, backlog_end.offset)
+                if cursor == self._spool.tail or not (behind or self._due()):
                     if not inflight and self._flush and self._spool.empty:
                         self._flush = False
                     await self._wait_for_work(inflight)

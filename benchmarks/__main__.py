@@ -13,6 +13,7 @@ import sys
 
 BENCHMARKS = {
     "ingest": ("benchmarks.ingest", "collector drain of a queued backlog into ClickHouse, vs the null store"),
+    "agent": ("benchmarks.agent", "agent RSS and CPU at 1 and 100 events/s, spool replay, vs bare python"),
 }
 
 
