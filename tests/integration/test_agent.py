@@ -186,6 +186,6 @@ async def test_backlog_goes_out_at_once_after_an_outage(mosquitto, tmp_path: Pat
             agent.record(make_event("power", NOW + i, 1))
         mosquitto.start()
         deadline = time.monotonic() + 10
-        while not agent.spool_empty and time.monotonic() < deadline:
+        while not agent.spool_empty and time.monotonic() < deadline:  # noqa: ASYNC110 (polling the agent)
             await asyncio.sleep(0.05)
         assert agent.spool_empty  # without drain(): the spooled backlog is not held back by batching
