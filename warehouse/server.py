@@ -32,7 +32,7 @@ from clickhouse_driver import Client
 from clickhouse_driver import errors as ch_errors
 from pandas.api.types import infer_dtype
 
-from warehouse import schema
+from warehouse import fastcolumns, schema
 from warehouse.base import Columns
 from warehouse.errors import WarehouseError, WarehouseRejected, WarehouseUnavailable
 from warehouse.url import StoreURL
@@ -109,6 +109,7 @@ class _QuietEnumFallback(logging.Filter):
 
 
 logging.getLogger("clickhouse_driver.columns.service").addFilter(_QuietEnumFallback())
+fastcolumns.install()
 
 
 class ServerWarehouse:
@@ -133,14 +134,8 @@ class ServerWarehouse:
 
     def insert_columns(self, table: str, columns: Columns) -> None:
         names = list(columns)
-        spec = schema.TABLES.get(table)
-        enums = {n for n, t in spec.columns.items() if t.startswith("Enum")} if spec is not None else set()
+        # Enum columns stay integer arrays: warehouse.fastcolumns writes them in one go.
         data = [as_array(v) for v in columns.values()]
-        for i, name in enumerate(names):
-            if name in enums and data[i].dtype.kind in "iu":
-                # clickhouse-driver maps Enum values one by one in Python: Python ints hash
-                # faster than numpy scalars (20 ms instead of 30 ms per 50,000 rows).
-                data[i] = data[i].astype(object)
         lengths = {len(v) for v in data}
         if len(lengths) > 1:
             raise WarehouseRejected(f"columns of {table} differ in length: {sorted(lengths)}", url=self.url)
