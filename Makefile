@@ -34,6 +34,11 @@ test-unit: venv
 demo: venv servers
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m firmware_sim.demo
 
+bench: venv servers
+	$(BIN)/pip install -q -e '.[bench]'
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m benchmarks all
+	$(BIN)/python -m benchmarks.plots
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy agent collector proto stbcommon warehouse recommender firmware_sim
