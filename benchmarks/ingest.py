@@ -51,6 +51,42 @@ def drain(mqtt: Mosquitto, store_url: str, work: Path, traffic: Traffic, workers
             "messages_per_s": traffic.total_messages / elapsed, "committed": committed}
 
 
+def live(mqtt: Mosquitto, store_url: str, work: Path, households: int, days: int, workers: int) -> dict[str, float]:
+    """Simulator processes publish at full speed through real agents while the collector
+    runs; sustained rate = rows committed while the fleet ran / its duration; lag = how long
+    after the last PUBACK to the fleet the collector had committed everything."""
+    import datetime as dt
+    import threading
+
+    from firmware_sim.fleet import FleetPlan, run_fleet
+
+    collector = CollectorProcess(mqtt.url, store_url, work, group=f"live{time.monotonic_ns() % 10**9}",
+                                 workers=workers, extra_env={"STB_COLLECTOR__LOG__LEVEL": "WARNING"})
+    rows = lambda: sum(collector.metrics(i).get('collector_rows_written_total{table="events"}', 0.0)  # noqa: E731
+                       for i in range(workers))
+    plan = FleetPlan(mqtt_url=mqtt.url, households=households, days=days, seed=5, start=dt.date(2026, 1, 5),
+                     processes=2, spool_root=str(work / f"spools-{workers}"))
+    totals: dict[str, int] = {}
+    try:
+        collector.start()
+        collector.wait_for(lambda _m: all(collector.metrics(i).get("collector_mqtt_connected") == 1
+                                          for i in range(workers)), 60, "every worker connected")
+        fleet = threading.Thread(target=lambda: totals.update(run_fleet(plan)), name="fleet")
+        started = time.monotonic()
+        fleet.start()
+        fleet.join()
+        fleet_s = time.monotonic() - started
+        committed_during = rows()
+        collector.wait_for(lambda _m: rows() >= totals["published"], 300, "every published event committed")
+        lag_s = time.monotonic() - started - fleet_s
+        assert collector.terminate() == 0
+    finally:
+        collector.close()
+    return {"events": totals["published"], "fleet_s": round(fleet_s, 2), "publish_events_per_s":
+            totals["published"] / fleet_s, "committed_events_per_s": committed_during / fleet_s,
+            "lag_s": round(lag_s, 2)}
+
+
 def run(args: argparse.Namespace) -> Result:
     sizes = [(1, 20_000 if args.quick else 100_000), (50, 4_000 if args.quick else 40_000)]
     result = Result("ingest", {"mode": "drain", "quick": args.quick,
@@ -71,9 +107,19 @@ def run(args: argparse.Namespace) -> Result:
                         result.add(events_per_message=events_per_message, messages=traffic.total_messages,
                                    store=store, workers=workers, **figures,
                                    ratio_to_null=figures["events_per_s"] / reference[workers])
+            hh, days = (300, 1) if args.quick else (3000, 3)
+            for workers in (1, 2):
+                figures = live(mqtt, clickhouse.url(f"live{workers}"), work, hh, days, workers)
+                result.add(events_per_message="live", messages=0, store="clickhouse", workers=workers,
+                           households=hh, days=days, **figures)
+    live_rows = [r for r in result.rows if r["events_per_message"] == "live"]
+    result.rows = [r for r in result.rows if r["events_per_message"] != "live"]
     best = {e: max((r for r in result.rows if r["events_per_message"] == e and r["store"] == "clickhouse"),
                    key=lambda r: r["events_per_s"]) for e, _ in sizes}
+    result.params["live"] = live_rows
     result.headline = {
+        "live_committed_events_per_s": round(max(r["committed_events_per_s"] for r in live_rows)),
+        "live_max_lag_s": max(r["lag_s"] for r in live_rows),
         "drain_50_events_per_s": round(best[50]["events_per_s"]),
         "drain_50_workers": best[50]["workers"],
         "drain_1_messages_per_s": round(best[1]["messages_per_s"]),
@@ -83,4 +129,7 @@ def run(args: argparse.Namespace) -> Result:
     print()
     print(table(result.rows, ["events_per_message", "messages", "store", "workers", "seconds", "events_per_s",
                               "messages_per_s", "ratio_to_null"]))
+    print("\nlive (simulated fleet through real agents, publishing at full speed):")
+    print(table(live_rows, ["workers", "households", "days", "events", "fleet_s", "publish_events_per_s",
+                            "committed_events_per_s", "lag_s"]))
     return result
