@@ -1,238 +1,260 @@
 """The agent: accept events, spool them, publish them as wire-format v1 batches.
 
     async with Agent(settings) as agent:
-        agent.record(make_event("power", now_ms, 1))     # non-blocking; False if rejected
-        ...
+        agent.record(make_event("power", now_ms, 1))     # non-blocking; False if not accepted
+        agent.view(101, 90210, 1500)                      # helpers build the wire arrays
         await agent.drain(timeout=30)                     # optional: wait until delivered
 
-Asyncio-native, so one process can run thousands (the fleet simulator does). Each agent
-owns one task: a connection loop that publishes from the spool, several batches in
-flight, and removes records from the spool only when their PUBACK has arrived, in order.
+Asyncio-native so that one process can run thousands of agents on one loop (the fleet
+simulator does): an agent is a spool, a few counters, one timer and one connection task
+with its helpers; no thread, no buffer beyond a batch being read for publishing.
+
+`record()` may be called from any thread. On the agent's loop it validates the event and
+appends it to the spool at once (one write(); a killed process loses nothing accepted).
+From another thread it validates and hands the event to the loop through a bounded queue,
+never waiting for the loop or the disk.
+
+Life of an event: appended to the spool → sealed into a batch (count, bytes or age; under
+the "batch" fsync policy the spool is fsynced here) → published with its batch → removed
+from the spool when the broker's PUBACK for that batch and all before it has arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import ssl
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-import aiomqtt
-
+from agent.batcher import Batcher
+from agent.errors import RecordTooLarge, SpoolError
+from agent.events import EventHelpers
+from agent.publisher import Publisher
+from agent.ratelimit import RateLimitedLog
 from agent.settings import AgentSettings
-from agent.spool import Position, Record, Spool
-from proto.telemetry import InvalidMessage, check_event, encode_batch, topic_for
-from stbcommon.backoff import Backoff
+from agent.spool import Position, Spool
+from agent.stats import AgentStats
+from proto.telemetry import InvalidMessage, check_event
 
 log = logging.getLogger(__name__)
+HANDOFF_LIMIT = 10_000  # events queued from other threads while the loop is busy; beyond: refused
 
 
-@dataclass
-class AgentStats:
-    accepted: int = 0
-    rejected: int = 0
-    batches_published: int = 0
-    events_published: int = 0
-    reconnects: int = 0
-
-    def as_dict(self, spool: Spool) -> dict[str, int]:
-        return {**self.__dict__, "spool_bytes": spool.bytes_used, "dropped": spool.dropped_events}
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
-class Agent:
-    def __init__(self, settings: AgentSettings, *, clock_ms: Callable[[], int] | None = None) -> None:
+class Agent(EventHelpers):
+    """One STB's agent. Use as `async with Agent(settings) as agent:` on a running loop.
+
+    `clock` returns unix ms: it stamps `sent` at publish time and the helpers' default
+    `ts_ms`. The spool is opened (and recovered) in the constructor, so events may be
+    recorded before the loop starts; they are published once the agent is entered."""
+
+    def __init__(self, settings: AgentSettings, *, clock: Callable[[], int] | None = None) -> None:
         self.settings = settings
         self.stats = AgentStats()
-        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
-        self._spool = Spool(settings.spool.dir, max_bytes=settings.spool.max_bytes, fsync=settings.spool.fsync)
-        self._topic = topic_for(settings.device.region, settings.device.id)
-        self._status_topic = self._topic.rsplit("/", 1)[0] + "/status"
-        self._wake = asyncio.Event()
-        self._delivered = asyncio.Event()
-        self._pending = 0 if self._spool.empty else settings.batch.max_events  # backlog: send at once
-        self._oldest_pending = time.monotonic()
-        self._flush = False
-        self._closing = False
-        self._task: asyncio.Task[None] | None = None
-        self.connected = False
+        self._clock = clock or wall_clock_ms
+        s = settings.spool
+        self._spool = Spool(s.dir, max_bytes=s.max_bytes, fsync=s.fsync)
+        self._batcher = Batcher(settings.batch)
+        self._publisher = Publisher(settings, self._spool, self.stats, clock_ms=self._clock,
+                                    on_delivered=self._delivered)
+        self._publisher.release(self._spool.tail)  # a backlog from the last run goes out at once
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._commit_scheduled = False
+        self._drained: list[asyncio.Future[None]] = []
+        self._handoff: deque[list[Any]] = deque()
+        self._handoff_lock = threading.Lock()
+        self._reject_log = RateLimitedLog(log)
+        self._drop_log = RateLimitedLog(log, 60.0)
+        self._io_log = RateLimitedLog(log, 60.0)
+        self._dropped_seen = self._spool.dropped_events
+        self._closed = False
+        if self._spool.recovered_torn_bytes:
+            log.warning("spool recovered: torn tail cut off", extra={
+                "device_id": settings.device.id, "bytes": self._spool.recovered_torn_bytes})
 
     # -- firmware-facing API ----------------------------------------------------------------
 
     def record(self, event: list[Any]) -> bool:
-        """Accept one event `[kind, ts_ms, field...]`; never blocks on the network.
+        """Accept one event `[kind, ts_ms, field...]`; never blocks on the network, never raises.
 
-        Returns False (and counts it) for an event that breaks the wire contract."""
+        True: accepted (spooled, or queued to the agent's loop from another thread).
+        False: rejected (breaks the wire contract; counted in stats.rejected and logged,
+        rate-limited) or refused (agent closed or cross-thread queue full; stats.refused)."""
         try:
             check_event(event)
         except InvalidMessage as exc:
-            self.stats.rejected += 1
-            if self.stats.rejected in (1, 10, 100) or self.stats.rejected % 1000 == 0:
-                log.warning("event rejected", extra={"reason": exc.reason.value, "detail": exc.detail,
-                                                     "rejected": self.stats.rejected})
-            return False
-        self._spool.append(event)
-        self.stats.accepted += 1
-        if self._pending == 0:
-            self._oldest_pending = time.monotonic()
-            self._wake.set()  # re-arms the publisher's age timer
-        self._pending += 1
-        if self._pending >= self.settings.batch.max_events:
-            self._wake.set()
-        return True
+            return self._reject(exc.reason.value, exc.detail)
+        if self._loop_thread is None or threading.get_ident() == self._loop_thread:
+            return self._accept(event)
+        return self._hand_off(event)
 
-    @property
-    def spool_empty(self) -> bool:
-        return self._spool.empty
+    def now_ms(self) -> int:
+        return self._clock()
 
     @property
     def spool(self) -> Spool:
         return self._spool
 
+    @property
+    def spool_empty(self) -> bool:
+        """Nothing spooled is waiting for a PUBACK (events queued from other threads aside)."""
+        return self._spool.empty
+
+    @property
+    def sealed(self) -> Position:
+        """Spooled records before this position are sealed (and synced): the publisher may send them."""
+        return self._publisher.released
+
+    @property
+    def connected(self) -> bool:
+        return self._publisher.connected
+
+    def flush(self) -> None:
+        """Seal what is spooled now (no waiting for the batch's count, size or age)."""
+        self._seal()
+
     async def drain(self, timeout: float | None = None) -> bool:
-        """Publish everything now and wait until the spool is empty; False on timeout."""
-        self._flush = True
-        self._wake.set()
+        """Seal and publish everything now; wait until the spool is empty. False on timeout."""
+        self._take_handoff()
+        self._seal()
+        if self._spool.empty:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        self._drained.append(waiter)
         try:
             async with asyncio.timeout(timeout):
-                while not self._spool.empty:
-                    self._delivered.clear()
-                    await self._delivered.wait()
+                await waiter
         except TimeoutError:
             return False
+        finally:
+            if waiter in self._drained:
+                self._drained.remove(waiter)
         return True
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Agent:
-        self._task = asyncio.create_task(self._run(), name=f"agent-{self.settings.device.id}")
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._closed = False
+        self._publisher.start()
+        if self._batcher.events:
+            self._seal()  # recorded before the loop ran
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     async def aclose(self, grace_s: float | None = None) -> None:
-        """Publish what can be published within the grace period; the rest stays spooled."""
-        if self._task is None:
+        """Stop accepting, seal and sync the spool, publish what `grace_s` allows (default
+        settings.shutdown_grace_s; only if connected), then disconnect. What is left stays
+        spooled for the next start."""
+        if self._closed:
             return
+        self._take_handoff()
+        self._closed = True
+        self._seal()
+        self._commit()
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
-        if grace > 0 and self.connected:
+        if grace > 0 and not self._spool.empty:
             await self.drain(grace)
-        self._closing = True
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        await self._publisher.aclose()
+        if self._timer is not None:
+            self._timer.cancel()
         self._spool.close()
+        self._loop_thread = None
 
-    # -- publishing -------------------------------------------------------------------------
+    # -- internals: accepting ---------------------------------------------------------------
 
-    async def _run(self) -> None:
-        backoff = Backoff(self.settings.mqtt.reconnect_min_s, self.settings.mqtt.reconnect_max_s)
-        while not self._closing:
-            try:
-                async with self._client() as client:
-                    self.connected = True
-                    backoff.reset()
-                    await client.publish(self._status_topic, b"online", qos=1, retain=True)
-                    await self._publish_loop(client)
-            except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
-                if self.connected:
-                    log.info("agent disconnected", extra={"device_id": self.settings.device.id, "error": str(exc)})
-                self.connected = False
-                self.stats.reconnects += 1
-                await asyncio.sleep(backoff.next_delay())
-            finally:
-                self.connected = False
+    def _reject(self, reason: str, detail: str) -> bool:
+        self.stats.rejected += 1
+        self._reject_log.warning("event rejected", device_id=self.settings.device.id, reason=reason,
+                                 detail=detail[:200], rejected_total=self.stats.rejected)
+        return False
 
-    def _client(self) -> aiomqtt.Client:
-        m, dev = self.settings.mqtt, self.settings.device
-        url = urlsplit(m.url)
-        tls_context = None
-        if url.scheme == "mqtts":
-            tls_context = ssl.create_default_context(cafile=m.ca_file or None)
-            if m.cert_file:
-                tls_context.load_cert_chain(m.cert_file, m.key_file or None)
-            if m.tls_insecure:
-                tls_context.check_hostname = False
-                tls_context.verify_mode = ssl.CERT_NONE
-        return aiomqtt.Client(
-            url.hostname or "localhost", url.port or (8883 if url.scheme == "mqtts" else 1883),
-            username=unquote(url.username) if url.username else None,
-            password=unquote(url.password) if url.password else None,
-            identifier=dev.id, protocol=aiomqtt.ProtocolVersion.V5, keepalive=m.keepalive_s,
-            will=aiomqtt.Will(self._status_topic, b"offline", qos=1, retain=True),
-            max_inflight_messages=m.inflight, tls_context=tls_context, timeout=m.publish_timeout_s)
-
-    async def _publish_loop(self, client: aiomqtt.Client) -> None:
-        """Publish from the spool head (everything unacknowledged goes again after a
-        reconnect: the collector deduplicates), keep `inflight` batches outstanding."""
-        cursor = self._spool.head
-        backlog_end = self._spool.tail  # everything spooled before this connection goes out at once
-        inflight: deque[tuple[Position, asyncio.Task[None], int]] = deque()
+    def _accept(self, event: list[Any]) -> bool:
+        if self._closed:
+            self.stats.refused += 1
+            return False
         try:
-            while True:
-                await self._complete(inflight, block=len(inflight) >= self.settings.mqtt.inflight)
-                behind = (cursor.segment, cursor.offset) < (backlog_end.segment, backlog_end.offset)
-                if cursor == self._spool.tail or not (behind or self._due()):
-                    if not inflight and self._flush and self._spool.empty:
-                        self._flush = False
-                    await self._wait_for_work(inflight)
-                    continue
-                if (cursor.segment, cursor.offset) < (self._spool.head.segment, self._spool.head.offset):
-                    cursor = self._spool.head  # the oldest records were dropped (spool full)
-                records = self._next_batch(cursor)
-                if not records:
-                    continue
-                dev = self.settings.device
-                payload = encode_batch(device_id=dev.id, household_id=dev.household_id, firmware=dev.firmware,
-                                       seq0=records[0].seq, sent_ms=self._clock_ms(), events=[r.event for r in records])
-                task = asyncio.create_task(client.publish(self._topic, payload, qos=1,
-                                                          timeout=self.settings.mqtt.publish_timeout_s))
-                cursor = records[-1].end
-                inflight.append((cursor, task, len(records)))
-                self._pending = max(0, self._pending - len(records))
-                if self._pending:
-                    self._oldest_pending = time.monotonic()
-        finally:
-            for _, task, _ in inflight:
-                task.cancel()
+            _seq, size = self._spool.append(event)
+        except RecordTooLarge as exc:
+            return self._reject("oversize", str(exc))
+        except (TypeError, ValueError, OverflowError) as exc:  # extra trailing fields msgpack cannot encode
+            return self._reject("unencodable", f"{type(exc).__name__}: {exc}")
+        except SpoolError as exc:  # disk full or gone: not accepted, and said so
+            self.stats.refused += 1
+            self._io_log.warning("spool write failed; event refused", device_id=self.settings.device.id,
+                                 error=str(exc), refused_total=self.stats.refused)
+            return False
+        self.stats.accepted += 1
+        if self._spool.dropped_events != self._dropped_seen:
+            self._dropped_seen = self._spool.dropped_events
+            self._drop_log.warning("spool full: oldest events dropped", device_id=self.settings.device.id,
+                                   dropped_total=self._dropped_seen, max_bytes=self._spool.max_bytes)
+        loop = self._loop
+        if self._batcher.add(size, loop.time() if loop else 0.0):
+            self._seal()
+        elif self._batcher.events == 1 and loop is not None and self._loop_thread is not None:
+            deadline = self._batcher.deadline
+            assert deadline is not None
+            self._timer = loop.call_at(deadline, self._seal)
+        return True
 
-    def _due(self) -> bool:
-        b = self.settings.batch
-        return (self._flush or self._pending >= b.max_events
-                or time.monotonic() - self._oldest_pending >= b.max_age_s
-                or self._pending * 48 >= b.max_bytes)
+    def _hand_off(self, event: list[Any]) -> bool:
+        with self._handoff_lock:
+            if self._closed or self._loop is None or len(self._handoff) >= HANDOFF_LIMIT:
+                self.stats.refused += 1
+                return False
+            self._handoff.append(event)
+            if len(self._handoff) == 1:
+                try:
+                    self._loop.call_soon_threadsafe(self._take_handoff)
+                except RuntimeError:  # the loop is closed: the agent is gone
+                    self._handoff.pop()
+                    self.stats.refused += 1
+                    return False
+        return True
 
-    def _next_batch(self, cursor: Position) -> list[Record]:
-        records = self._spool.read(cursor, self.settings.batch.max_events, self.settings.batch.max_bytes)
-        for i in range(1, len(records)):  # a batch carries consecutive seqs only
-            if records[i].seq != records[i - 1].seq + 1:
-                return records[:i]
-        return records
+    def _take_handoff(self) -> None:
+        with self._handoff_lock:
+            events = list(self._handoff)
+            self._handoff.clear()
+        for event in events:
+            self._accept(event)
 
-    async def _wait_for_work(self, inflight: deque[tuple[Position, asyncio.Task[None], int]]) -> None:
-        self._wake.clear()
-        timeout = max(0.0, self.settings.batch.max_age_s - (time.monotonic() - self._oldest_pending))
-        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
-        if inflight:
-            waiters.append(inflight[0][1])  # type: ignore[arg-type]
-        await asyncio.wait(waiters, timeout=timeout if self._pending else None, return_when=asyncio.FIRST_COMPLETED)
-        waiters[0].cancel()
+    # -- internals: sealing and delivery -----------------------------------------------------
 
-    async def _complete(self, inflight: deque[tuple[Position, asyncio.Task[None], int]], *, block: bool) -> None:
-        """Acknowledge finished publishes in order; a failed one ends the connection."""
-        if block and inflight:
-            await asyncio.wait({inflight[0][1]})
-        while inflight and inflight[0][1].done():
-            end, task, count = inflight.popleft()
-            task.result()  # raises MqttError / TimeoutError → reconnect, republish from the head
-            self._spool.ack(end)
-            self.stats.batches_published += 1
-            self.stats.events_published += count
-            self._delivered.set()
+    def _seal(self) -> None:
+        """Close the open batch; its events become publishable once synced (`_commit`)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._batcher.reset()
+        if self._loop is None or self._loop_thread is None:
+            self._commit()
+        elif not self._commit_scheduled:
+            # Not inside record(): the fsync runs on the loop right after the caller returns.
+            self._commit_scheduled = True
+            self._loop.call_soon(self._commit)
+
+    def _commit(self) -> None:
+        self._commit_scheduled = False
+        upto = self._spool.tail
+        self._spool.sync()
+        self._publisher.release(upto)
+
+    def _delivered(self) -> None:
+        if self._spool.empty:
+            for waiter in self._drained:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._drained.clear()

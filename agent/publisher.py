@@ -1,0 +1,249 @@
+"""One agent's MQTT side: connect, publish sealed spool ranges, reconnect with backoff.
+
+MQTT 5 over aiomqtt, QoS 1, clean start (the spool, not the broker session, is the
+durable state), client id = device id. A last will marks the box `offline` (retained) on
+`stb/v1/{region}/{device}/status`; `online` is published on every connect and `offline`
+on a clean close. Up to `mqtt.inflight` batches are published at once, but the spool's head
+moves only in publish order, as PUBACKs arrive, so a reconnect resends exactly what was not
+acknowledged, in order (the collector deduplicates by (device, seq)).
+
+`sent` is stamped when a batch is encoded for publishing, never when it was sealed: a
+batch replayed after an outage carries its real send time, which the collector's clock
+correction needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+
+from agent.batcher import next_batch
+from agent.settings import AgentSettings
+from agent.spool import Position, Spool
+from agent.stats import AgentStats
+from proto.telemetry import encode_batch, topic_for
+from stbcommon.backoff import Backoff
+
+if TYPE_CHECKING:
+    import ssl
+
+log = logging.getLogger(__name__)
+_EXPECTED = (aiomqtt.MqttError, OSError, TimeoutError)  # a broker or network problem, not a bug
+
+
+class _InFlight(NamedTuple):
+    end: Position
+    events: int
+    task: asyncio.Task[None]
+
+
+class Publisher:
+    """Owns the connection task; `release(position)` makes spooled records up to it publishable."""
+
+    def __init__(self, settings: AgentSettings, spool: Spool, stats: AgentStats, *,
+                 clock_ms: Callable[[], int], on_delivered: Callable[[], None]) -> None:
+        self._settings = settings
+        self._spool = spool
+        self._stats = stats
+        self._clock_ms = clock_ms
+        self._on_delivered = on_delivered
+        self._device = settings.device.id
+        self.topic = topic_for(settings.device.region, settings.device.id)
+        self.status_topic = self.topic.rsplit("/", 1)[0] + "/status"
+        self._released = spool.head
+        self._wake: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._client: aiomqtt.Client | None = None
+        self._tls: ssl.SSLContext | None = None
+        self.connected = False
+
+    # -- control ---------------------------------------------------------------------------
+
+    @property
+    def released(self) -> Position:
+        return self._released
+
+    def release(self, upto: Position) -> None:
+        if upto > self._released:
+            self._released = upto
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"agent-{self._device}-mqtt")
+
+    async def aclose(self) -> None:
+        """Say `offline` if connected (a clean disconnect does not fire the will), then stop."""
+        if self._task is None:
+            return
+        client = self._client
+        if client is not None and self.connected:
+            try:
+                await client.publish(self.status_topic, b"offline", qos=1, retain=True, timeout=2)
+            except _EXPECTED:
+                pass  # the will says it instead, once the broker notices
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self._task = None
+        # aiomqtt cancels its keepalive task through call_soon_threadsafe on disconnect: let it
+        # run before a caller closes the loop (AgentThread does), or the task leaks.
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    # -- connection loop ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        m = self._settings.mqtt
+        backoff = Backoff(m.reconnect_min_s, m.reconnect_max_s)
+        down_since: float | None = None
+        quiet = False  # one warning per outage; further failed attempts log at debug
+        while True:
+            error: BaseException | None = None
+            try:
+                await self._connection(backoff, down_since)
+            except* Exception as group:
+                error = _first(group)
+            was_connected, self.connected, self._client = self.connected, False, None
+            self._stats.reconnects += 1
+            if was_connected or down_since is None:
+                down_since = time.monotonic()
+                quiet = False
+            delay = backoff.next_delay()
+            fields = {"device_id": self._device, "error": f"{type(error).__name__}: {error}"[:300],
+                      "retry_in_s": round(delay, 2)}
+            if error is not None and not isinstance(error, _EXPECTED):
+                log.error("publisher failed unexpectedly; reconnecting", extra=fields, exc_info=error)
+            elif not quiet:
+                log.warning("disconnected from broker" if was_connected else "broker unreachable", extra=fields)
+                quiet = True
+            else:
+                log.debug("reconnect failed", extra=fields)
+            await asyncio.sleep(delay)
+
+    async def _connection(self, backoff: Backoff, down_since: float | None) -> None:
+        """One connection's life; returns only by raising (disconnect, timeout, failure)."""
+        client = self._make_client()
+        await self._connect(client)
+        try:
+            self._client, self.connected = client, True
+            backoff.reset()
+            log.info("connected to broker", extra={
+                "device_id": self._device, "pending_events": self._spool.pending_events,
+                **({"down_s": round(time.monotonic() - down_since, 1)} if down_since is not None else {})})
+            await client.publish(self.status_topic, b"online", qos=1, retain=True)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._watch(client), name=f"agent-{self._device}-watch")
+                tg.create_task(self._pump(client, tg), name=f"agent-{self._device}-pump")
+        finally:
+            await _disconnect(client)
+
+    @staticmethod
+    async def _connect(client: aiomqtt.Client) -> None:
+        """Connect; if cancelled meanwhile, finish connecting and disconnect before giving in.
+
+        aiomqtt connects in an executor thread that a cancellation does not stop: abandoned,
+        it would leave an open socket and a task on a loop that may be closing."""
+        entering = asyncio.ensure_future(client.__aenter__())
+        try:
+            await asyncio.shield(entering)
+        except asyncio.CancelledError:
+            try:
+                await entering
+            except Exception:
+                pass  # not connected: nothing to undo
+            else:
+                await _disconnect(client)
+            raise
+
+    @staticmethod
+    async def _watch(client: aiomqtt.Client) -> None:
+        """aiomqtt does not fail pending publishes when the connection drops; its message
+        iterator does raise, so this ends the connection at once instead of at a timeout."""
+        async for _message in client.messages:  # nothing is subscribed: no message ever comes
+            pass
+        raise aiomqtt.MqttError("message iterator ended")
+
+    async def _pump(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
+        """Publish from the spool head (all that is unacknowledged), keep the window full,
+        acknowledge in order. A failed publish fails the task group: the connection ends."""
+        spool, policy, window = self._spool, self._settings.batch, self._settings.mqtt.inflight
+        loop = asyncio.get_running_loop()
+        cursor = spool.head
+        inflight: deque[_InFlight] = deque()
+        while True:
+            while inflight and inflight[0].task.done():
+                done = inflight.popleft()
+                done.task.result()
+                spool.ack(done.end)
+                self._stats.batches_published += 1
+                self._stats.events_published += done.events
+                self._on_delivered()
+            cursor = max(cursor, spool.head)  # the oldest records may have been dropped (spool full)
+            if len(inflight) < window and cursor < self._released:
+                records = next_batch(spool, cursor, self._released, policy)
+                if records:
+                    d = self._settings.device
+                    payload = encode_batch(device_id=d.id, household_id=d.household_id, firmware=d.firmware,
+                                           seq0=records[0].seq, sent_ms=self._clock_ms(),
+                                           events=[r.event for r in records])
+                    task = tg.create_task(
+                        client.publish(self.topic, payload, qos=1, timeout=self._settings.mqtt.publish_timeout_s),
+                        name=f"agent-{self._device}-publish-{records[0].seq}")
+                    cursor = records[-1].end
+                    inflight.append(_InFlight(cursor, len(records), task))
+                    continue
+                cursor = self._released
+            self._wake = loop.create_future()
+            await asyncio.wait([self._wake, *([inflight[0].task] if inflight else [])],
+                               return_when=asyncio.FIRST_COMPLETED)
+            self._wake = None
+
+    def _make_client(self) -> aiomqtt.Client:
+        m = self._settings.mqtt
+        url = urlsplit(m.url)
+        if url.scheme == "mqtts" and self._tls is None:
+            self._tls = self._tls_context()
+        return aiomqtt.Client(
+            url.hostname or "localhost", url.port or (8883 if url.scheme == "mqtts" else 1883),
+            username=unquote(url.username) if url.username else None,
+            password=unquote(url.password) if url.password else None,
+            identifier=self._device, protocol=aiomqtt.ProtocolVersion.V5, clean_start=True,
+            keepalive=m.keepalive_s, will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True),
+            max_inflight_messages=m.inflight + 1, tls_context=self._tls, timeout=m.publish_timeout_s)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        import ssl
+
+        m = self._settings.mqtt
+        context = ssl.create_default_context(cafile=m.ca_file or None)
+        if m.cert_file:
+            context.load_cert_chain(m.cert_file, m.key_file or None)
+        if m.tls_insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+async def _disconnect(client: aiomqtt.Client) -> None:
+    """Leave the connection; a failure here must not replace what ended it (or a cancellation)."""
+    try:
+        await client.__aexit__(None, None, None)
+    except Exception as exc:
+        log.debug("disconnect failed", extra={"error": str(exc)})
+
+
+def _first(exc: BaseException) -> BaseException:
+    """The first leaf of a (nested) exception group: what ended the connection."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
