@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from proto.telemetry import DEVICE_ID_RE, MAX_EVENTS_PER_BATCH, MAX_PAYLOAD_BYTES, REGION_RE, U64
+from stbcommon.settings import LogSettings, MetricsSettings
 
 ENV_PREFIX = "STB_AGENT"
 FSYNC_POLICIES = ("batch", "event", "off")
@@ -152,27 +153,6 @@ class IngestSettings:
         return problems
 
 
-@dataclass(frozen=True)
-class MetricsSettings:
-    host: str = "127.0.0.1"
-    port: int = 0                        # Prometheus /metrics; 0 = off (an STB rarely wants it)
-
-    def validate(self) -> list[str]:
-        return [] if 0 <= self.port <= 65535 else ["port: must be 0..65535"]
-
-
-@dataclass(frozen=True)
-class LogSettings:
-    level: str = "INFO"
-    format: str = "json"                 # json | text
-
-    def validate(self) -> list[str]:
-        problems = []
-        if self.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            problems.append("level: one of DEBUG, INFO, WARNING, ERROR")
-        if self.format not in ("json", "text"):
-            problems.append("format: json or text")
-        return problems
 
 
 @dataclass(frozen=True)

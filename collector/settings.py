@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from proto.telemetry import MAX_EVENTS_PER_BATCH, MAX_PAYLOAD_BYTES, TOPIC_FILTER
+from stbcommon.settings import LogSettings, MetricsSettings
 
 ENV_PREFIX = "STB_COLLECTOR"
 _GROUP_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -117,27 +118,6 @@ class ValidationSettings:
         return problems
 
 
-@dataclass(frozen=True)
-class MetricsSettings:
-    host: str = "0.0.0.0"
-    port: int = 9464                     # 0 = no metrics endpoint
-
-    def validate(self) -> list[str]:
-        return [] if 0 <= self.port <= 65535 else ["port: must be 0..65535"]
-
-
-@dataclass(frozen=True)
-class LogSettings:
-    level: str = "INFO"
-    format: str = "json"                 # json | text
-
-    def validate(self) -> list[str]:
-        problems = []
-        if self.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            problems.append("level: one of DEBUG, INFO, WARNING, ERROR")
-        if self.format not in ("json", "text"):
-            problems.append("format: json or text")
-        return problems
 
 
 @dataclass(frozen=True)
@@ -146,7 +126,7 @@ class CollectorSettings:
     store: StoreSettings = field(default_factory=StoreSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
     validation: ValidationSettings = field(default_factory=ValidationSettings)
-    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    metrics: MetricsSettings = field(default_factory=lambda: MetricsSettings(host="0.0.0.0", port=9464))
     log: LogSettings = field(default_factory=LogSettings)
     workers: int = 1                     # processes, each a shared-subscription member
     shutdown_grace_s: float = 30.0       # SIGTERM: time allowed to flush and acknowledge

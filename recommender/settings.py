@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from stbcommon.settings import LogSettings, MetricsSettings
+
 ENV_PREFIX = "STB_RECOMMENDER"
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -225,27 +227,6 @@ class EvaluateSettings:
         return problems
 
 
-@dataclass(frozen=True)
-class MetricsSettings:
-    host: str = "0.0.0.0"
-    port: int = 9465                 # 0 = no metrics endpoint
-
-    def validate(self) -> list[str]:
-        return [] if 0 <= self.port <= 65535 else ["port: must be 0..65535"]
-
-
-@dataclass(frozen=True)
-class LogSettings:
-    level: str = "INFO"
-    format: str = "json"             # json | text
-
-    def validate(self) -> list[str]:
-        problems = []
-        if self.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            problems.append("level: one of DEBUG, INFO, WARNING, ERROR")
-        if self.format not in ("json", "text"):
-            problems.append("format: json or text")
-        return problems
 
 
 @dataclass(frozen=True)
@@ -259,7 +240,7 @@ class RecommenderSettings:
     popularity: PopularitySettings = field(default_factory=PopularitySettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
-    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    metrics: MetricsSettings = field(default_factory=lambda: MetricsSettings(host="0.0.0.0", port=9465))
     log: LogSettings = field(default_factory=LogSettings)
 
     def validate(self) -> list[str]:

@@ -150,3 +150,28 @@ def redact_url(url: str) -> str:
         return url
     netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus /metrics; each daemon sets its own default host and port."""
+
+    host: str = "127.0.0.1"
+    port: int = 0                        # 0 = no metrics endpoint
+
+    def validate(self) -> list[str]:
+        return [] if 0 <= self.port <= 65535 else ["port: must be 0..65535"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LogSettings:
+    level: str = "INFO"
+    format: str = "json"                 # json | text
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            problems.append("level: one of DEBUG, INFO, WARNING, ERROR")
+        if self.format not in ("json", "text"):
+            problems.append("format: json or text")
+        return problems
