@@ -141,6 +141,20 @@ async def test_broker_outage_every_event_once_in_order_with_publish_time(mosquit
     assert {d.sent for d in got if d.seq >= 300} == {NOW + 120_000}  # stamped when published, not sealed
 
 
+async def test_backlog_goes_out_at_once_after_an_outage(mosquitto: Any, inbox: Inbox, tmp_path: Path) -> None:
+    await asyncio.to_thread(mosquitto.stop)
+    cfg = agent_settings(mosquitto.url, tmp_path / "spool", max_events=100, max_age_s=60)  # no age flushes
+    async with Agent(cfg) as agent:
+        for i in range(2000):
+            assert agent.record([5, NOW + i, 1])
+        await asyncio.to_thread(mosquitto.start)
+        deadline = time.monotonic() + 10
+        while not agent.spool_empty and time.monotonic() < deadline:  # noqa: ASYNC110 (polling the agent)
+            await asyncio.sleep(0.05)
+        assert agent.spool_empty  # without drain(): the spooled backlog is not held back by batching
+    assert len(check_exactly_once_in_order(await asyncio.to_thread(inbox.wait_for_unique, 2000))["box-1"]) == 2000
+
+
 async def test_status_online_and_offline_are_retained(mosquitto: Any, inbox: Inbox, tmp_path: Path) -> None:
     async with Agent(agent_settings(mosquitto.url, tmp_path / "spool")) as agent:
         for _ in range(100):
