@@ -3,7 +3,10 @@
 A Snapshot bundles one model version with the schedule in use and the fold-in overlay;
 background tasks replace the whole Snapshot (one reference swap), a request reads it once.
 Everything here is vectorised over the window's airings: one `searchsorted` window lookup,
-one (contents x dayparts) matrix product, one lexsort to keep the best airing per content.
+one (contents x dayparts) matrix product, then a sort of the ~8k best-scored airings only to
+keep the best airing per content (the whole window when that cannot be proved the same).
+Per-request work was measured to dominate serving (benchmarks/serve.py): content rows of
+the airings are resolved once per Snapshot, popularity and reasons only where needed.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,6 +52,15 @@ class Snapshot:
     seen: sp.csr_matrix          # households x contents of `history`: raw watched sums
     schedule: Schedule
     overlay: UserTable | None = None
+    # Per airing of `schedule`: its content's row in the model's factors and whether the model
+    # knows the content; resolved once per snapshot, not by a search per request.
+    airing_rows: np.ndarray = field(init=False, repr=False, compare=False)
+    airing_known: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rows, known = self.model.item_rows(self.schedule.content_id)
+        object.__setattr__(self, "airing_rows", rows)
+        object.__setattr__(self, "airing_known", known)
 
     @classmethod
     def from_artifact(cls, a: Artifact, schedule: Schedule | None = None) -> Snapshot:
@@ -142,15 +154,18 @@ class Engine:
                 cand = cand[~np.isin(sched.programme_id[cand], seen)]
         dps = self.dayparts.of_ms(np.maximum(sched.start_ms[cand], t0))
         contents = sched.content_id[cand]
-        scores = snap.model.recommend(household_id, contents, dps, snap.overlay)
+        scores = self._scores(snap, household_id, cand, dps)
         if scores is None:
             return self._ranked(snap, cand, snap.popularity.scores(contents, sched.channel_id[cand], dps),
-                                None, k, COLD_START)
+                                None, k, _same(COLD_START))
         known = ~np.isnan(scores)
-        fallback = snap.popularity.scores(contents, sched.channel_id[cand], dps)
-        primary = np.where(known, scores, fallback)
-        reasons = self._reasons(snap, household_id, contents, known)
-        return self._ranked(snap, cand, primary, known, k, reasons)
+        primary = scores.astype(np.float64)
+        unknown = np.flatnonzero(~known)
+        if len(unknown):  # popularity only where the model cannot score (elementwise: same values)
+            primary[unknown] = snap.popularity.scores(contents[unknown], sched.channel_id[cand[unknown]],
+                                                      dps[unknown])
+        return self._ranked(snap, cand, primary, known, k,
+                            lambda best: self._reasons(snap, household_id, contents[best], known[best]))
 
     def popular(self, snap: Snapshot, at_ms: int = 0, window_minutes: int = 0,
                 channel_ids: Sequence[int] = (), k: int = 0, now_ms: int | None = None) -> Answer:
@@ -161,7 +176,7 @@ class Engine:
         cand = sched.window(t0, t1, self._channels(channel_ids), self.s.min_remaining_s * 1000)
         dps = self.dayparts.of_ms(np.maximum(sched.start_ms[cand], t0))
         scores = snap.popularity.scores(sched.content_id[cand], sched.channel_id[cand], dps)
-        return self._ranked(snap, cand, scores, None, k, POPULAR)
+        return self._ranked(snap, cand, scores, None, k, _same(POPULAR))
 
     def similar(self, snap: Snapshot, content_id: int, k: int = 0, at_ms: int = 0,
                 channel_ids: Sequence[int] = (), now_ms: int | None = None) -> Answer:
@@ -183,25 +198,44 @@ class Engine:
 
     # --- helpers --------------------------------------------------------------------------
 
-    def _reasons(self, snap: Snapshot, household_id: int, contents: np.ndarray,
-                 known: np.ndarray) -> np.ndarray:
-        reasons = np.where(known, PERSONAL, POPULAR).astype(object)
+    @staticmethod
+    def _scores(snap: Snapshot, household_id: int, cand: np.ndarray, dps: np.ndarray) -> np.ndarray | None:
+        """`ContentModel.recommend` for the airings `cand`, with the snapshot's content rows."""
+        profile = snap.model.profile(household_id, snap.overlay)
+        if profile is None:
+            return None
+        known = snap.airing_known[cand]
+        scores = np.full(len(cand), np.nan, dtype=np.float32)
+        if known.any():
+            scores[known] = snap.model.score(profile, snap.airing_rows[cand][known], dps[known])
+        return scores
+
+    def _reasons(self, snap: Snapshot, household_id: int, contents: np.ndarray, known: np.ndarray) -> list[str]:
+        """Reasons of the answered airings only (k of them, not the whole window)."""
+        reasons = [PERSONAL if kn else POPULAR for kn in known.tolist()]
         row = snap.model.users.row(household_id)
         if row >= 0 and row < snap.seen.shape[0]:
             lo, hi = snap.seen.indptr[row], snap.seen.indptr[row + 1]
-            seen_ids = snap.history.content_ids[snap.seen.indices[lo:hi]]
-            reasons[known & np.isin(contents, seen_ids)] = WATCHED_BEFORE
+            seen_ids = set(snap.history.content_ids[snap.seen.indices[lo:hi]].tolist())
+            for i, (content, kn) in enumerate(zip(contents.tolist(), known.tolist(), strict=True)):
+                if kn and content in seen_ids:
+                    reasons[i] = WATCHED_BEFORE
         return reasons
 
     def _ranked(self, snap: Snapshot, cand: np.ndarray, scores: np.ndarray, known: np.ndarray | None,
-                k: int, reasons: str | np.ndarray) -> Answer:
+                k: int, reasons: Callable[[np.ndarray], list[str]]) -> Answer:
         sched = snap.schedule
         best = best_airings(sched, cand, scores, known, k)
-        reason_of = (lambda i: reasons) if isinstance(reasons, str) else (lambda i: str(reasons[i]))
-        items = [Item(int(sched.programme_id[a]), int(sched.content_id[a]), int(sched.channel_id[a]),
-                      int(sched.start_ms[a]), int(sched.stop_ms[a]), float(scores[i]), reason_of(i))
-                 for i, a in zip(best.tolist(), cand[best].tolist(), strict=True)]
+        a = cand[best]
+        items = [Item(*fields) for fields in zip(
+            sched.programme_id[a].tolist(), sched.content_id[a].tolist(), sched.channel_id[a].tolist(),
+            sched.start_ms[a].tolist(), sched.stop_ms[a].tolist(), np.asarray(scores, dtype=np.float64)[best].tolist(),
+            reasons(best), strict=True)]
         return Answer(items, snap.version, _request_id())
+
+
+def _same(reason: str) -> Callable[[np.ndarray], list[str]]:
+    return lambda best: [reason] * len(best)
 
 
 def best_airings(sched: Schedule, cand: np.ndarray, scores: np.ndarray, known: np.ndarray | None,
@@ -213,6 +247,40 @@ def best_airings(sched: Schedule, cand: np.ndarray, scores: np.ndarray, known: n
     content = sched.content_id[cand]
     key = np.where(content != 0, content, sched.programme_id[cand])  # unknown programmes stand alone
     group = np.zeros(len(cand), np.int8) if known is None else (~known).astype(np.int8)
-    order = np.lexsort((sched.start_ms[cand], -np.asarray(scores, dtype=np.float64), group))
-    _, first = np.unique(key[order], return_index=True)
-    return np.asarray(order[np.sort(first)][:k], dtype=np.int64)
+    neg = -np.asarray(scores, dtype=np.float64)
+    top = _top_first(key, sched.start_ms[cand], neg, group, k)
+    if top is not None:
+        return top
+    return _first_of_keys(np.lexsort((sched.start_ms[cand], neg, group)), key, k)
+
+
+def _top_first(key: np.ndarray, start: np.ndarray, neg: np.ndarray, group: np.ndarray, k: int) -> np.ndarray | None:
+    """`best_airings` on the m = 8k best-scored airings of the first group only, when that is
+    provably the same answer: k keys found there, the k-th strictly better than every airing
+    left out (those all sort after it). None otherwise (the caller sorts the whole window)."""
+    first = np.flatnonzero(group == 0)
+    m = 8 * k
+    if len(first) <= m:
+        return None
+    part = np.sort(first[np.argpartition(neg[first], m)[:m]])  # ascending: the same final tie-break
+    bound = neg[part].max()  # every airing left out has neg >= bound
+    picked = _first_of_keys(part[np.lexsort((start[part], neg[part]))], key, k)
+    if len(picked) < k or neg[picked[-1]] >= bound:
+        return None
+    return picked
+
+
+def _first_of_keys(order: np.ndarray, key: np.ndarray, k: int) -> np.ndarray:
+    """The first position of each key along `order`, for the first k keys."""
+    picked: list[int] = []
+    taken: set[int] = set()
+    step = max(4 * k, 64)
+    for lo in range(0, len(order), step):
+        chunk = order[lo:lo + step]
+        for pos, key_ in zip(chunk.tolist(), key[chunk].tolist(), strict=True):
+            if key_ not in taken:
+                taken.add(key_)
+                picked.append(pos)
+                if len(picked) == k:
+                    return np.asarray(picked, dtype=np.int64)
+    return np.asarray(picked, dtype=np.int64)

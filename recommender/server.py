@@ -27,6 +27,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -44,7 +45,7 @@ from recommender.errors import ModelError
 from recommender.foldin import fold_in_fresh
 from recommender.schedule import Schedule
 from recommender.servicer import RecommenderServicer
-from recommender.settings import HOUR_MS, RecommenderSettings
+from recommender.settings import HOUR_MS, RecommenderSettings, ServeSettings
 from stbcommon import logs
 from stbcommon.metrics import metrics_endpoint
 from stbcommon.settings import redact_url
@@ -130,6 +131,46 @@ class StoreLink:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+@dataclass(frozen=True)
+class GrpcStack:
+    """A started gRPC server with its health service (what `start_grpc` returns)."""
+
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    port: int
+    address: str
+
+    async def stop(self, grace_s: float) -> None:
+        log.info("stopping", extra={"grace_s": grace_s})
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
+
+
+async def start_grpc(servicer: pb_grpc.RecommenderServicer, s: ServeSettings,
+                     **log_extra: object) -> GrpcStack | None:
+    """The gRPC stack every Recommender process serves on: grpc.aio with the concurrency cap,
+    health (SERVING for "" and the service), reflection; logs "serving" (with `log_extra`),
+    then writes `ready_file`. None (logged) when the address cannot be bound. Shared with the
+    benchmark's null server so that its reference runs on exactly this stack."""
+    server = grpc.aio.server(maximum_concurrent_rpcs=s.max_concurrent_rpcs)
+    pb_grpc.add_RecommenderServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(s.listen)
+    if port == 0:
+        log.error("cannot listen", extra={"listen": s.listen})
+        return None
+    await server.start()
+    for name in ("", SERVICE):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    address = f"{s.listen.rpartition(':')[0]}:{port}"
+    log.info("serving", extra={"listen": address, "port": port, **log_extra})
+    if s.ready_file:
+        await asyncio.to_thread(_write_atomically, s.ready_file, address + "\n")
+    return GrpcStack(server, health_servicer, port, address)
+
+
 class RecommenderServer:
     def __init__(self, settings: RecommenderSettings) -> None:
         self.settings = settings
@@ -154,30 +195,15 @@ class RecommenderServer:
         self.state = ServingState(first)
         log.info("model loaded", extra={"version": first.version, "households": first.model.users.size,
                                         "contents": len(first.model.content_ids), "airings": len(first.schedule)})
-        server = grpc.aio.server(maximum_concurrent_rpcs=s.max_concurrent_rpcs)
-        pb_grpc.add_RecommenderServicer_to_server(RecommenderServicer(self.state, self.engine), server)
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        port = server.add_insecure_port(s.listen)
-        if port == 0:
-            log.error("cannot listen", extra={"listen": s.listen})
+        grpc_stack = await start_grpc(RecommenderServicer(self.state, self.engine), s, model_version=first.version)
+        if grpc_stack is None:
             return 1
-        await server.start()
-        for name in ("", SERVICE):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        host = s.listen.rpartition(":")[0]
-        log.info("serving", extra={"listen": f"{host}:{port}", "port": port, "model_version": first.version})
-        if s.ready_file:
-            await asyncio.to_thread(_write_atomically, s.ready_file, f"{host}:{port}\n")
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._watch_model(), name="model-watch"),
                          tg.create_task(self._sync_store(), name="store-sync")]
                 await stop.wait()
-                log.info("stopping", extra={"grace_s": s.shutdown_grace_s})
-                await health_servicer.enter_graceful_shutdown()
-                await server.stop(s.shutdown_grace_s)
+                await grpc_stack.stop(s.shutdown_grace_s)
                 for task in tasks:
                     task.cancel()
         finally:

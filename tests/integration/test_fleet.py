@@ -11,7 +11,7 @@ import pytest
 
 from firmware_sim.fleet import FleetPlan, run_fleet
 from stbcommon.localservers import Mosquitto
-from tests.integration.test_agent import Inbox
+from tests.integration.test_agent_delivery import Inbox
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +26,9 @@ def published(tmp: Path, seed: int) -> set[tuple[str, int, str]]:
                          guide_size="small", spool_root=str(tmp / "spools"))
         totals = run_fleet(plan)
         assert totals["published"] == totals["events"] > 0
-        return {(dev, seq, repr(event)) for dev, seq, event in inbox.collect()}
+        got = inbox.wait_for_unique(totals["published"])
+        inbox.close()
+        return {(d.device, d.seq, repr(d.event)) for d in got}
     finally:
         broker.stop()
 
