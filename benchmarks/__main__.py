@@ -13,6 +13,8 @@ import sys
 
 BENCHMARKS = {
     "ingest": ("benchmarks.ingest", "collector drain of a queued backlog into ClickHouse, vs the null store"),
+    "serve": ("benchmarks.serve", "gRPC Recommend latency and QPS at concurrency 1-128, vs a null handler"),
+    "train": ("benchmarks.train", "extraction, ALS fit and index build at 100k and 1M households, vs bare implicit"),
     "agent": ("benchmarks.agent", "agent RSS and CPU at 1 and 100 events/s, spool replay, vs bare python"),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -73,7 +74,8 @@ def main() -> int:
     for path in sorted(RESULTS_DIR.glob("*.json")):
         doc = json.loads(path.read_text())
         out = path.with_suffix(".png")
-        {"ingest": ingest, "agent": agent}.get(doc["benchmark"], generic)(doc, out)
+        own = getattr(importlib.import_module(f"benchmarks.{doc['benchmark']}"), "plot", None)
+        (own or {"ingest": ingest, "agent": agent}.get(doc["benchmark"], generic))(doc, out)
         print(f"wrote {out}")
     return 0
 

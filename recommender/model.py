@@ -16,6 +16,7 @@ airing in daypart d is scored with (1 - blend) * household + blend * sub-profile
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,20 +92,31 @@ class ContentModel:
                                np.zeros(0, np.int64), np.zeros((0, self.als_settings.factors), np.float32))
         self.index: ItemIndex | None = None
         self._als: Any = None
+        self.timings: dict[str, float] = {}  # seconds per fit stage (als, dayparts, index), for meta.json
+        self.positives = self.negatives = 0   # cells of the fitted household x content matrix
 
     # --- training -------------------------------------------------------------------------
 
     def fit(self, viewing: Viewing, signal: SignalSettings, show_progress: bool = False) -> ContentModel:
+        t = time.monotonic()
         household, per_daypart = viewing.confidences(signal)
+        self.positives, self.negatives = int((household.data > 0).sum()), int((household.data < 0).sum())
         als = _als(self.als_settings)
+        self.timings = {"confidences": round(time.monotonic() - t, 3)}
+        t = time.monotonic()
         als.fit(household, show_progress=show_progress)
         self._als = als
         self.content_ids = viewing.content_ids
         self.item_factors = np.ascontiguousarray(als.item_factors, dtype=np.float32)
         users = np.ascontiguousarray(als.user_factors, dtype=np.float32)
+        self.timings["als"] = round(time.monotonic() - t, 3)
+        t = time.monotonic()
         dp_keys, dp_factors = self._daypart_profiles(viewing, per_daypart)
         self.users = UserTable(viewing.household_ids, users, dp_keys, dp_factors)
+        self.timings["dayparts"] = round(time.monotonic() - t, 3)
+        t = time.monotonic()
         self.index = ItemIndex.build(_normalised(self.item_factors), self.index_settings)
+        self.timings["index"] = round(time.monotonic() - t, 3)
         return self
 
     def _daypart_rows(self, viewing: Viewing) -> np.ndarray:

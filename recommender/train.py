@@ -29,7 +29,15 @@ from recommender.model import ContentModel, vars_of
 from recommender.popularity import Popularity
 from recommender.schedule import Schedule
 from recommender.settings import DAY_MS, HOUR_MS, RecommenderSettings
-from recommender.signal import data_end_ms, fetch_viewing, fetch_watched, holdout_mask
+from recommender.signal import (
+    build_viewing,
+    data_end_ms,
+    fetch_watched,
+    holdout_mask,
+    household_shards,
+    query_sharded,
+    viewing_sql,
+)
 from warehouse.base import Warehouse
 
 log = logging.getLogger("recommender.train")
@@ -65,7 +73,12 @@ def fit(settings: RecommenderSettings, store: Warehouse, *, until_ms: int = 0, s
             steps.update(1)
 
         t = time.monotonic()
-        viewing = fetch_viewing(store, t0, t1, s.signal, dayparts)
+        cols = query_sharded(store, lambda h: viewing_sql(t0, t1, s.signal, dayparts, store.database, h),
+                             household_shards(store, t0, t1))
+        timings["viewing.query"] = round(time.monotonic() - t, 3)  # the SQL aggregation and its transfer
+        viewing = build_viewing(cols, dayparts.count, t1)           # what fetch_viewing does, timed apart
+        del cols
+        timings["viewing.matrix"] = round(time.monotonic() - t - timings["viewing.query"], 3)
         if holdout > 0:
             viewing = viewing.without(holdout_mask(viewing.household_ids, holdout))
         if viewing.households == 0 or viewing.raw.nnz == 0:
@@ -74,11 +87,14 @@ def fit(settings: RecommenderSettings, store: Warehouse, *, until_ms: int = 0, s
 
         t = time.monotonic()
         model = ContentModel(s.als, s.daypart, s.index).fit(viewing, s.signal, show_progress=show_progress)
+        timings.update({f"fit.{k}": v for k, v in model.timings.items()})
         step("fit", t)
 
         t = time.monotonic()
         popularity = Popularity.fetch(store, t1, s.popularity, s.signal.zap_threshold_s, dayparts)
+        timings["popularity.popular"] = round(time.monotonic() - t, 3)
         watched = fetch_watched(store, t0, t1, s.signal.zap_threshold_s)
+        timings["popularity.watched"] = round(time.monotonic() - t - timings["popularity.popular"], 3)
         step("popularity", t)
 
         t = time.monotonic()
@@ -86,12 +102,10 @@ def fit(settings: RecommenderSettings, store: Warehouse, *, until_ms: int = 0, s
                     if with_schedule else Schedule.empty())
         step("schedule", t)
 
-    household_mx, _ = viewing.confidences(s.signal)
     meta: dict[str, Any] = {
         "data_window_ms": [t0, t1],
         "counts": {"households": int(viewing.households), "contents": len(viewing.content_ids),
-                   "positives": int((household_mx.data > 0).sum()),
-                   "negatives": int((household_mx.data < 0).sum()),
+                   "positives": model.positives, "negatives": model.negatives,
                    "daypart_profiles": len(model.users.dp_keys), "airings": len(schedule),
                    "watched_programmes": len(watched.programme_ids)},
         "schedule_span_ms": list(schedule.span),
@@ -124,9 +138,12 @@ def train(settings: RecommenderSettings, store: Warehouse, *, until_ms: int = 0,
     version = artifact.new_version()
     final = artifact.Artifact(version, meta, trained.model, trained.popularity, trained.schedule,
                               trained.artifact.watched, trained.artifact.history)
+    t = time.monotonic()
     folder = artifact.publish(Path(settings.model.dir), version, final.write, settings.model.keep_versions)
+    publish_s = round(time.monotonic() - t, 3)  # after meta.json is written: only in the log and the result
     log.info("model published", extra={"version": version, "folder": str(folder),
                                        "households": meta["counts"]["households"],
                                        "contents": meta["counts"]["contents"],
-                                       "training_s": meta["training_s"]})
-    return {**meta, "version": version, "folder": str(folder)}
+                                       "training_s": meta["training_s"], "timings_s": meta["timings_s"],
+                                       "publish_s": publish_s})
+    return {**meta, "version": version, "folder": str(folder), "publish_s": publish_s}
