@@ -18,21 +18,14 @@ from pathlib import Path
 
 import msgpack
 
-from benchmarks.common import Result, table
+from benchmarks.common import Result, cpu_seconds, table
 from proto.telemetry import make_event
 from stbcommon.localservers import Mosquitto
-
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mib(pid: int) -> tuple[float, float]:
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
-
-
-def _cpu_s(pid: int) -> float:
-    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / _TICK
 
 
 def _start_agent(broker: Mosquitto, work: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
@@ -89,9 +82,9 @@ def run(args: argparse.Namespace) -> Result:
             for rate in (1.0, 100.0):
                 proc, sock = _start_agent(broker, work, f"agent-{int(rate)}")
                 time.sleep(2.0)  # start-up settles
-                cpu0, t0 = _cpu_s(proc.pid), time.monotonic()
+                cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
                 _feed(sock, rate, seconds)
-                cpu = (_cpu_s(proc.pid) - cpu0) / (time.monotonic() - t0) * 100
+                cpu = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0) * 100
                 rss, peak = _rss_mib(proc.pid)
                 proc.terminate()
                 proc.wait(30)

@@ -50,6 +50,12 @@ def machine() -> dict[str, Any]:
             "note": "shared, noisy machine: compare ratios measured in the same run"}
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process so far, from /proc."""
+    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(children: bool = False) -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
     return round(usage.ru_maxrss / 1024, 1)

@@ -14,14 +14,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import Result, table
+from benchmarks.common import Result, cpu_seconds, table
 from collector.process import CollectorProcess
 from firmware_sim.loadgen import Traffic, publish_parallel
 from stbcommon.localservers import ClickHouseServer, Mosquitto
 from warehouse import open_warehouse
 
 
-def drain(mqtt: Mosquitto, store_url: str, work: Path, traffic: Traffic, workers: int, label: str) -> dict[str, float]:
+def drain(mqtt: Mosquitto, store_url: str, work: Path, traffic: Traffic, workers: int, label: str,
+          clickhouse_pid: int) -> dict[str, float]:
     group = f"bench{time.monotonic_ns() % 10**9}"
     collector = CollectorProcess(mqtt.url, store_url, work, group=group, workers=workers,
                                  extra_env={"STB_COLLECTOR__LOG__LEVEL": "WARNING"})
@@ -32,11 +33,14 @@ def drain(mqtt: Mosquitto, store_url: str, work: Path, traffic: Traffic, workers
         assert collector.terminate() == 0
         publish_parallel(mqtt.url, traffic, processes=2)
         started = time.monotonic()
+        # Where the two cores go: the broker and ClickHouse share them with the collector.
+        cpu0 = cpu_seconds(clickhouse_pid), cpu_seconds(_pid(mqtt))
         collector.start(wait_connected=False)
         collector.wait_for(lambda _m: sum(collector.metrics(i).get("collector_acks_total", 0)
                                           for i in range(workers)) >= traffic.total_messages,
                            900, "every message acknowledged")
         elapsed = time.monotonic() - started
+        clickhouse_cpu, broker_cpu = cpu_seconds(clickhouse_pid) - cpu0[0], cpu_seconds(_pid(mqtt)) - cpu0[1]
         assert collector.terminate() == 0
     finally:
         collector.close()
@@ -48,7 +52,13 @@ def drain(mqtt: Mosquitto, store_url: str, work: Path, traffic: Traffic, workers
         if committed != traffic.total_events:
             raise AssertionError(f"{label}: {committed} rows committed, {traffic.total_events} published")
     return {"seconds": round(elapsed, 2), "events_per_s": traffic.total_events / elapsed,
-            "messages_per_s": traffic.total_messages / elapsed, "committed": committed}
+            "messages_per_s": traffic.total_messages / elapsed, "committed": committed,
+            "clickhouse_cpu_s": round(clickhouse_cpu, 2), "broker_cpu_s": round(broker_cpu, 2)}
+
+
+def _pid(server: Mosquitto | ClickHouseServer) -> int:
+    assert server.proc is not None
+    return server.proc.pid
 
 
 def live(mqtt: Mosquitto, store_url: str, work: Path, households: int, days: int, workers: int) -> dict[str, float]:
@@ -101,7 +111,7 @@ def run(args: argparse.Namespace) -> Result:
                 for workers in (1, 2):  # each store compared with the null store at the same worker count
                     for store, url in (("null", "null://"),
                                        ("clickhouse", clickhouse.url(f"b{events_per_message}w{workers}"))):
-                        figures = drain(mqtt, url, work, traffic, workers, f"{store} w{workers}")
+                        figures = drain(mqtt, url, work, traffic, workers, f"{store} w{workers}", _pid(clickhouse))
                         if store == "null":
                             reference[workers] = figures["events_per_s"]
                         result.add(events_per_message=events_per_message, messages=traffic.total_messages,
@@ -128,6 +138,7 @@ def run(args: argparse.Namespace) -> Result:
     }
     print()
     print(table(result.rows, ["events_per_message", "messages", "store", "workers", "seconds", "events_per_s",
+                               "clickhouse_cpu_s", "broker_cpu_s",
                               "messages_per_s", "ratio_to_null"]))
     print("\nlive (simulated fleet through real agents, publishing at full speed):")
     print(table(live_rows, ["workers", "households", "days", "events", "fleet_s", "publish_events_per_s",

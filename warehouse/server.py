@@ -118,6 +118,7 @@ class ServerWarehouse:
     def __init__(self, store: StoreURL) -> None:
         self.url = store.redacted
         self.database = store.database
+        self._store = store
         options = dict(store.options)
         options.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S)
         options.setdefault("send_receive_timeout", DEFAULT_SEND_RECEIVE_TIMEOUT_S)
@@ -165,6 +166,10 @@ class ServerWarehouse:
     def server_version(self) -> tuple[int, ...]:
         info = self._call(self._server_info)
         return (info.version_major, info.version_minor, info.version_patch)
+
+    def another_connection(self) -> ServerWarehouse:
+        """A second, independent connection to the same server, for queries run in parallel."""
+        return ServerWarehouse(self._store)
 
     def close(self) -> None:
         with self._lock:
