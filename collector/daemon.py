@@ -6,6 +6,8 @@ import asyncio
 import gc
 import logging
 import signal
+from collections.abc import Awaitable
+from typing import Any
 
 import uvloop
 
@@ -73,9 +75,9 @@ async def _worker(settings: CollectorSettings, worker: int) -> int:
         await sink.aclose()
 
 
-async def _until_stopped(start: object, stop: asyncio.Event) -> bool:
+async def _until_stopped(start: Awaitable[Any], stop: asyncio.Event) -> bool:
     """Run a start-up step that may retry for a long time; False if SIGTERM came first."""
-    step = asyncio.ensure_future(start)  # type: ignore[arg-type]
+    step = asyncio.ensure_future(start)
     stopper = asyncio.create_task(stop.wait(), name="stop-wait")
     done, _ = await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()

@@ -149,7 +149,7 @@ class MqttSource:
         self._received_count += 1
         if not self._receiving:
             return  # shutting down: left un-acked for the broker to redeliver
-        payload = msg.payload
+        payload = bytes(msg.payload)  # already bytes: the same object, no copy
         self._buffer.append(Message(msg.topic, payload, msg.mid, bool(msg.dup),
                                     time.time_ns() // 1_000_000, self._session))
         self._buffered_bytes += len(payload)

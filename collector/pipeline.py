@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from collector import metrics
 from collector.decoder import Accepted, DeadLetter, DecodedBatch, Decoder, dead_letter, empty_event_columns
@@ -35,9 +35,14 @@ class MessageLike(Protocol):
     session: int
 
 
-class Source(Protocol):
-    async def get_batch(self, max_messages: int, timeout: float) -> list[MessageLike]: ...
-    def ack(self, messages: Sequence[MessageLike]) -> None: ...
+M = TypeVar("M")
+
+
+class Source(Protocol[M]):
+    """Hands out messages and takes back exactly those it handed out (its own message type)."""
+
+    async def get_batch(self, max_messages: int, timeout: float) -> list[M]: ...
+    def ack(self, messages: Sequence[M]) -> None: ...
 
 
 @dataclass
@@ -56,7 +61,7 @@ class _SealedBatch:
 
 
 class Pipeline:
-    def __init__(self, source: Source, sink: Sink, decoder: Decoder, policy: BatchSettings) -> None:
+    def __init__(self, source: Source[Any], sink: Sink, decoder: Decoder, policy: BatchSettings) -> None:
         self._source = source
         self._sink = sink
         self._decoder = decoder
