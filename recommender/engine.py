@@ -204,11 +204,7 @@ class Engine:
         profile = snap.model.profile(household_id, snap.overlay)
         if profile is None:
             return None
-        known = snap.airing_known[cand]
-        scores = np.full(len(cand), np.nan, dtype=np.float32)
-        if known.any():
-            scores[known] = snap.model.score(profile, snap.airing_rows[cand][known], dps[known])
-        return scores
+        return snap.model.score_rows(profile, snap.airing_rows[cand], snap.airing_known[cand], dps)
 
     def _reasons(self, snap: Snapshot, household_id: int, contents: np.ndarray, known: np.ndarray) -> list[str]:
         """Reasons of the answered airings only (k of them, not the whole window)."""

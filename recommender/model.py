@@ -197,6 +197,10 @@ class ContentModel:
         if profile is None:
             return None
         rows, known = self.item_rows(content_ids)
+        return self.score_rows(profile, rows, known, dayparts)
+
+    def score_rows(self, profile: np.ndarray, rows: np.ndarray, known: np.ndarray, dayparts: np.ndarray) -> np.ndarray:
+        """Scores of candidates given their content rows (`item_rows`), NaN where not `known`."""
         scores = np.full(len(rows), np.nan, dtype=np.float32)
         if known.any():
             scores[known] = self.score(profile, rows[known], np.asarray(dayparts)[known])

@@ -230,7 +230,7 @@ def unique_ids(values: np.ndarray) -> np.ndarray:
     if hi - lo <= 4 * len(values):
         present = np.zeros(hi - lo + 1, dtype=bool)
         present[values - np.uint64(lo)] = True
-        return (np.flatnonzero(present).astype(np.uint64) + np.uint64(lo)).astype(np.uint64)
+        return np.flatnonzero(present).astype(np.uint64) + np.uint64(lo)
     ordered = np.sort(values)
     return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
 
@@ -254,10 +254,16 @@ def _index_of(sorted_ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, n
     return pos.astype(np.int64), sorted_ids[pos] == values
 
 
+def query_viewing(store: Warehouse, t0_ms: int, t1_ms: int, s: SignalSettings, dayparts: Dayparts,
+                  shards: list[Shard | None] | None = None) -> dict[str, np.ndarray]:
+    """The viewing aggregation's columns (`shards`: from `household_shards`, computed if None)."""
+    return query_sharded(store, lambda h: viewing_sql(t0_ms, t1_ms, s, dayparts, store.database, h),
+                         shards if shards is not None else household_shards(store, t0_ms, t1_ms))
+
+
 def fetch_viewing(store: Warehouse, t0_ms: int, t1_ms: int, s: SignalSettings, dayparts: Dayparts,
                   household_ids: np.ndarray | None = None, content_ids: np.ndarray | None = None) -> Viewing:
-    cols = query_sharded(store, lambda h: viewing_sql(t0_ms, t1_ms, s, dayparts, store.database, h),
-                         household_shards(store, t0_ms, t1_ms))
+    cols = query_viewing(store, t0_ms, t1_ms, s, dayparts)
     return build_viewing(cols, dayparts.count, t1_ms, household_ids, content_ids)
 
 
@@ -309,7 +315,8 @@ def _sorted_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return key // np.uint64(b_span) + np.uint64(a_lo), key % np.uint64(b_span) + np.uint64(b_lo)
 
 
-def fetch_watched(store: Warehouse, t0_ms: int, t1_ms: int, zap_threshold_s: int) -> Watched:
+def fetch_watched(store: Warehouse, t0_ms: int, t1_ms: int, zap_threshold_s: int,
+                  shards: list[Shard | None] | None = None) -> Watched:
     cols = query_sharded(store, lambda h: watched_sql(t0_ms, t1_ms, zap_threshold_s, store.database, h),
-                         household_shards(store, t0_ms, t1_ms))
+                         shards if shards is not None else household_shards(store, t0_ms, t1_ms))
     return Watched.from_pairs(cols["household_id"], cols["programme_id"])

@@ -31,16 +31,15 @@ from recommender.popularity import Popularity
 from recommender.schedule import Schedule
 from recommender.settings import DAY_MS, HOUR_MS, RecommenderSettings
 from recommender.signal import (
+    Shard,
     Watched,
     build_viewing,
     data_end_ms,
     fetch_watched,
     holdout_mask,
     household_shards,
-    query_sharded,
-    viewing_sql,
+    query_viewing,
 )
-from warehouse import another_connection
 from warehouse.base import Warehouse
 
 log = logging.getLogger("recommender.train")
@@ -72,11 +71,12 @@ def fit(settings: RecommenderSettings, store: Warehouse, *, until_ms: int = 0, s
     # On a ClickHouse server the popularity and watched queries run on a second connection
     # while the viewing query and the fit run: each FINAL read is one stream on 18.16, so
     # two queries use two cores. The embedded store has one session: they run after the fit.
-    side_store = another_connection(store)
+    shards = household_shards(store, t0, t1)  # one count for both sharded reads
+    side_store = store.another_connection()
     try:
         with (tqdm(total=4, desc="train", unit="step", disable=not show_progress) as steps,
               ThreadPoolExecutor(max_workers=1, thread_name_prefix="train-side") as pool):
-            side = pool.submit(_side_tables, side_store, t0, t1, s, dayparts) if side_store else None
+            side = pool.submit(_side_tables, side_store, t0, t1, s, dayparts, shards) if side_store else None
 
             def step(name: str, t: float) -> None:
                 timings[name] = round(time.monotonic() - t, 3)
@@ -84,10 +84,9 @@ def fit(settings: RecommenderSettings, store: Warehouse, *, until_ms: int = 0, s
                 steps.update(1)
 
             t = time.monotonic()
-            cols = query_sharded(store, lambda h: viewing_sql(t0, t1, s.signal, dayparts, store.database, h),
-                                 household_shards(store, t0, t1))
+            cols = query_viewing(store, t0, t1, s.signal, dayparts, shards)
             timings["viewing.query"] = round(time.monotonic() - t, 3)  # the SQL aggregation and its transfer
-            viewing = build_viewing(cols, dayparts.count, t1)           # what fetch_viewing does, timed apart
+            viewing = build_viewing(cols, dayparts.count, t1)
             del cols
             timings["viewing.matrix"] = round(time.monotonic() - t - timings["viewing.query"], 3)
             if holdout > 0:
@@ -102,7 +101,8 @@ def fit(settings: RecommenderSettings, store: Warehouse, *, until_ms: int = 0, s
             step("fit", t)
 
             t = time.monotonic()
-            popularity, watched, side_timings = side.result() if side else _side_tables(store, t0, t1, s, dayparts)
+            popularity, watched, side_timings = (side.result() if side is not None
+                                                 else _side_tables(store, t0, t1, s, dayparts, shards))
             timings.update(side_timings)
             timings["popularity.overlapped"] = side is not None
             step("popularity", t)  # with a side connection: only the wait after the fit
@@ -132,13 +132,13 @@ def fit(settings: RecommenderSettings, store: Warehouse, *, until_ms: int = 0, s
     return Trained(model, popularity, schedule, meta, art)
 
 
-def _side_tables(store: Warehouse, t0: int, t1: int, s: RecommenderSettings,
-                 dayparts: Dayparts) -> tuple[Popularity, Watched, dict[str, float]]:
+def _side_tables(store: Warehouse, t0: int, t1: int, s: RecommenderSettings, dayparts: Dayparts,
+                 shards: list[Shard | None]) -> tuple[Popularity, Watched, dict[str, float]]:
     """Popular-now and the watched programmes: the tables the fit does not need."""
     t = time.monotonic()
     popularity = Popularity.fetch(store, t1, s.popularity, s.signal.zap_threshold_s, dayparts)
     popular_s = round(time.monotonic() - t, 3)
-    watched = fetch_watched(store, t0, t1, s.signal.zap_threshold_s)
+    watched = fetch_watched(store, t0, t1, s.signal.zap_threshold_s, shards)
     return popularity, watched, {"popularity.popular": popular_s,
                                  "popularity.watched": round(time.monotonic() - t - popular_s, 3)}
 

@@ -24,7 +24,7 @@ from warehouse.errors import (
 from warehouse.url import StoreURL, parse_store_url
 
 __all__ = ["Columns", "StoreURL", "Warehouse", "WarehouseError", "WarehouseLocked", "WarehouseRejected",
-           "WarehouseURLError", "WarehouseUnavailable", "another_connection", "open_warehouse", "parse_store_url"]
+           "WarehouseURLError", "WarehouseUnavailable", "open_warehouse", "parse_store_url"]
 
 
 def open_warehouse(url: str) -> Warehouse:
@@ -38,10 +38,3 @@ def open_warehouse(url: str) -> Warehouse:
 
     return EmbeddedWarehouse(store)
 
-
-def another_connection(store: Warehouse) -> Warehouse | None:
-    """A second connection for queries in parallel with `store`'s, where the store allows it:
-    a ClickHouse server does; the embedded store is one session per process (None)."""
-    from warehouse.server import ServerWarehouse
-
-    return store.another_connection() if isinstance(store, ServerWarehouse) else None

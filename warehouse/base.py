@@ -36,6 +36,10 @@ class Warehouse(Protocol):
     def server_version(self) -> tuple[int, ...]:
         """(major, minor, patch) of the ClickHouse engine behind this store."""
 
+    def another_connection(self) -> Warehouse | None:
+        """A second, independent connection for queries run in parallel with this one's, or
+        None where the store cannot have one (the embedded store: one session per process)."""
+
     def close(self) -> None: ...
 
 

@@ -124,6 +124,9 @@ class EmbeddedWarehouse:
         text = str(self.query_rows("SELECT version()")[0][0])
         return tuple(int(p) for p in text.split(".")[:3])
 
+    def another_connection(self) -> None:
+        return None  # chdb: one session per process
+
     def close(self) -> None:
         with self._lock:
             if not self._closed:
