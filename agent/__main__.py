@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from agent.settings import ENV_PREFIX, AgentSettings
-from stbcommon.settings import SettingsError, load, redact_url
+from stbcommon.settings import SettingsError, load, redact_url, redacted
 
 if TYPE_CHECKING:
     from agent.core import Agent
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"agent: {exc}", file=sys.stderr)
         return 2
     if args.check_config:
-        print(settings)
+        print(redacted(settings))
         return 0
     from stbcommon import logs
 

@@ -117,10 +117,6 @@ class Agent(EventHelpers):
     def connected(self) -> bool:
         return self._publisher.connected
 
-    def flush(self) -> None:
-        """Seal what is spooled now (no waiting for the batch's count, size or age)."""
-        self._seal()
-
     async def drain(self, timeout: float | None = None) -> bool:
         """Seal and publish everything now; wait until the spool is empty. False on timeout."""
         self._take_handoff()

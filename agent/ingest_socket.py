@@ -21,14 +21,10 @@ from typing import Any
 import msgpack
 
 from agent.core import Agent
-from agent.errors import AgentError
+from agent.errors import IngestError
 from agent.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
-
-
-class IngestError(AgentError):
-    """A local socket could not be opened (path not writable, port taken): not retryable."""
 
 
 class _Receiver(asyncio.DatagramProtocol):
@@ -49,7 +45,6 @@ class IngestSocket:
         self.agent, self.unix_path, self.udp_port = agent, unix_path, udp_port
         self.received = 0          # datagrams that became accepted events
         self.malformed_count = 0   # not JSON/msgpack, not an array, or not a valid wire event
-        self.refused = 0           # valid, but the agent did not take it (closing)
         self.bound_udp_port = 0
         self._transports: list[asyncio.BaseTransport] = []
         self._log = RateLimitedLog(log)
@@ -66,10 +61,8 @@ class IngestSocket:
         rejected_before = self.agent.stats.rejected
         if self.agent.record(event):
             self.received += 1
-        elif self.agent.stats.rejected != rejected_before:
+        elif self.agent.stats.rejected != rejected_before:  # else refused: counted in agent.stats.refused
             self._malformed("not a valid wire event (see the agent's rejection log)", data)
-        else:
-            self.refused += 1
 
     def _malformed(self, why: str, data: bytes) -> None:
         self.malformed_count += 1

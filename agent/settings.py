@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from proto.telemetry import DEVICE_ID_RE, MAX_EVENTS_PER_BATCH, MAX_PAYLOAD_BYTES, REGION_RE, U64
+from proto.telemetry import DEVICE_ID_RE, MAX_EVENTS_PER_BATCH, MAX_FIRMWARE_LEN, MAX_PAYLOAD_BYTES, REGION_RE, U64
 from stbcommon.settings import LogSettings, MetricsSettings
 
 ENV_PREFIX = "STB_AGENT"
@@ -40,8 +40,8 @@ class DeviceSettings:
             problems.append(f"region: {self.region!r} must match [a-z0-9-]{{1,32}}")
         if not 0 <= self.household_id <= U64:
             problems.append("household_id: must be a uint64")
-        if len(self.firmware) > 64:
-            problems.append("firmware: at most 64 characters")
+        if len(self.firmware) > MAX_FIRMWARE_LEN:
+            problems.append(f"firmware: at most {MAX_FIRMWARE_LEN} characters")
         return problems
 
 
@@ -151,8 +151,6 @@ class IngestSettings:
         if len(self.unix_path.encode()) > 107:
             problems.append("unix_path: at most 107 bytes (sun_path)")
         return problems
-
-
 
 
 @dataclass(frozen=True)

@@ -116,8 +116,8 @@ class Spool:
 
     @property
     def bytes_used(self) -> int:
-        """Unacknowledged bytes."""
-        return sum(s.size for n, s in self._segments.items() if n >= self._head.segment) - self._head.offset
+        """Unacknowledged bytes. No segment precedes the head's: acknowledged ones are deleted."""
+        return self._disk_bytes - self._head.offset
 
     @property
     def disk_bytes(self) -> int:
@@ -126,7 +126,7 @@ class Spool:
     @property
     def pending_events(self) -> int:
         """Unacknowledged events."""
-        return sum(s.count for n, s in self._segments.items() if n >= self._head.segment) - self._head.before
+        return sum(s.count for s in self._segments.values()) - self._head.before
 
     @property
     def segment_count(self) -> int:

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import msgpack
 
-from benchmarks.common import Result, cpu_seconds, table
+from benchmarks.common import Result, cpu_seconds, proc_status_kib, table
 from proto.telemetry import make_event
 from stbcommon.localservers import Mosquitto
 
 
 def _rss_mib(pid: int) -> tuple[float, float]:
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    status = proc_status_kib(pid)
+    return status["VmRSS"] / 1024, status["VmHWM"] / 1024
 
 
 def _start_agent(broker: Mosquitto, work: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -56,9 +55,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mib(children: bool = False) -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
-    return round(usage.ru_maxrss / 1024, 1)
+def proc_status_kib(pid: int) -> dict[str, int]:
+    """The kB figures of /proc/PID/status (VmRSS: resident now, VmHWM: peak resident);
+    empty once the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    return {key: int(value.split()[0]) for key, value in (line.split(":", 1) for line in text.splitlines()
+                                                          if line.endswith(" kB"))}
 
 
 @dataclass

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import serve_client, serve_model
-from benchmarks.common import Result, table
+from benchmarks.common import Result, cpu_seconds, proc_status_kib, table
 from recommender.settings import DAY_MS
 from stbcommon.localservers import free_port
 
@@ -40,7 +41,6 @@ LEVELS = (1, 8, 32, 128)
 CLIENT_PROCESSES = 2
 TARGET_P99_MS = 25.0
 TARGET_RATIO = 0.7
-_TICK = os.sysconf("SC_CLK_TCK")
 _STORE_SYNCED = ("keeping the schedule in use", "schedule refreshed", "serving from the model artifact")
 
 
@@ -70,7 +70,7 @@ class Server:
         server.start_s = round(time.monotonic() - t, 2)
         return server
 
-    def _wait(self, done: Any, what: str, timeout: float = 300) -> None:
+    def _wait(self, done: Callable[[], bool], what: str, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while not done():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -78,14 +78,8 @@ class Server:
                 raise RuntimeError(f"{self.label}: not {what}:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.05)
 
-    def cpu_s(self) -> float:
-        parts = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(parts[11]) + int(parts[12])) / _TICK
-
     def peak_rss_mib(self) -> float:
-        line = next(x for x in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
-                    if x.startswith("VmHWM"))
-        return round(int(line.split()[1]) / 1024, 1)
+        return round(proc_status_kib(self.proc.pid)["VmHWM"] / 1024, 1)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -108,9 +102,9 @@ def level(pool: concurrent.futures.ProcessPoolExecutor, server: Server, base: se
                      t_end=t_start + seconds) for i, n in enumerate(shares)]
     futures = [pool.submit(serve_client.measure, load) for load in loads]
     time.sleep(max(0.0, t_start - time.monotonic()))
-    cpu0 = server.cpu_s()
+    cpu0 = cpu_seconds(server.proc.pid)
     time.sleep(max(0.0, t_start + seconds - time.monotonic()))
-    server_cpu = server.cpu_s() - cpu0
+    server_cpu = cpu_seconds(server.proc.pid) - cpu0
     parts = [f.result(timeout=seconds + 120) for f in futures]
     lat = np.concatenate([p["latencies"] for p in parts]) * 1e3
     return {"concurrency": concurrency, "client_processes": len(shares), "requests": len(lat),

@@ -3,10 +3,7 @@
 Each process holds `inflight` Recommend calls outstanding on one channel (closed loop: a call
 is sent as soon as one returns) until `t_end`; calls that complete inside [t_start, t_end)
 are measured (the time before t_start is warm-up). Times are CLOCK_MONOTONIC, shared by
-every process on the machine. Two client kinds, same requests:
-
-- "aio": grpc.aio on uvloop, `inflight` coroutines (the default: less client CPU per call);
-- "threads": the sync stub, one thread per in-flight call.
+every process on the machine. The client is grpc.aio on uvloop, `inflight` coroutines.
 
 Requests are built in advance from a seed: a known household, k 10, window 180 min, a time
 inside the guide (half in prime time 19-23 h, half at any hour), 20 % with an entitlement
@@ -17,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import resource
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import numpy as np
+import uvloop
 
 from proto import recommender_pb2 as pb
 from proto import recommender_pb2_grpc as pb_grpc
@@ -43,8 +40,6 @@ class Load:
     channels: int       # in the guide
     t_start: float
     t_end: float
-    kind: str = "aio"
-    connections: int = 1  # per process (several servers sharing a port by SO_REUSEPORT)
 
 
 def requests(load: Load) -> list[pb.RecommendRequest]:
@@ -71,15 +66,13 @@ class Tally:
         self.latencies: list[float] = []
         self.errors = 0
         self.empty = 0
-        self.lock = threading.Lock()
 
     def record(self, sent: float, done: float, ok: bool, items: int) -> None:
         if not self.load.t_start <= done < self.load.t_end:
             return
-        with self.lock:
-            self.latencies.append(done - sent)
-            self.errors += not ok
-            self.empty += ok and items == 0
+        self.latencies.append(done - sent)
+        self.errors += not ok
+        self.empty += ok and items == 0
 
 
 def measure(load: Load) -> dict[str, Any]:
@@ -87,12 +80,7 @@ def measure(load: Load) -> dict[str, Any]:
     reqs = requests(load)
     tally = Tally(load)
     cpu: dict[str, float] = {}
-    if load.kind == "aio":
-        import uvloop
-
-        uvloop.run(_aio(load, reqs, tally, cpu))
-    else:
-        _threads(load, reqs, tally, cpu)
+    uvloop.run(_aio(load, reqs, tally, cpu))
     return {"latencies": np.asarray(tally.latencies, dtype=np.float64), "errors": tally.errors,
             "empty": tally.empty, "cpu_s": cpu.get("end", 0.0) - cpu.get("start", 0.0)}
 
@@ -102,21 +90,12 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _cpu_marks(load: Load, cpu: dict[str, float]) -> None:
-    """CPU time of this process (every thread) at t_start and t_end."""
-    for mark, at in (("start", load.t_start), ("end", load.t_end)):
-        time.sleep(max(0.0, at - time.monotonic()))
-        cpu[mark] = _cpu_s()
-
-
 async def _aio(load: Load, reqs: list[pb.RecommendRequest], tally: Tally, cpu: dict[str, float]) -> None:
-    # Each channel its own connection: gRPC shares connections between equal channels otherwise.
-    channels = [grpc.aio.insecure_channel(load.address, options=[("grpc.use_local_subchannel_pool", 1)])
-                for _ in range(load.connections)]
-    stubs = [pb_grpc.RecommenderStub(channel) for channel in channels]
+    # A local subchannel pool: the connection belongs to this channel alone, never shared.
+    channel = grpc.aio.insecure_channel(load.address, options=[("grpc.use_local_subchannel_pool", 1)])
+    stub = pb_grpc.RecommenderStub(channel)
     try:
         async def caller(offset: int) -> None:
-            stub = stubs[offset % len(stubs)]
             i = offset
             while (sent := time.monotonic()) < load.t_end:
                 try:
@@ -127,33 +106,12 @@ async def _aio(load: Load, reqs: list[pb.RecommendRequest], tally: Tally, cpu: d
                 i += load.inflight
 
         async def marks() -> None:
+            """CPU time of this process at t_start and t_end."""
             for mark, at in (("start", load.t_start), ("end", load.t_end)):
                 await asyncio.sleep(max(0.0, at - time.monotonic()))
                 cpu[mark] = _cpu_s()
 
         await asyncio.gather(marks(), *(caller(j) for j in range(load.inflight)))
     finally:
-        for channel in channels:
-            await channel.close()
+        await channel.close()
 
-
-def _threads(load: Load, reqs: list[pb.RecommendRequest], tally: Tally, cpu: dict[str, float]) -> None:
-    with grpc.insecure_channel(load.address) as channel:
-        stub = pb_grpc.RecommenderStub(channel)
-
-        def caller(offset: int) -> None:
-            i = offset
-            while (sent := time.monotonic()) < load.t_end:
-                try:
-                    resp = stub.Recommend(reqs[i % POOL], timeout=30)
-                    tally.record(sent, time.monotonic(), True, len(resp.items))
-                except grpc.RpcError:
-                    tally.record(sent, time.monotonic(), False, 0)
-                i += load.inflight
-
-        threads = [threading.Thread(target=caller, args=(j,), name=f"caller-{j}") for j in range(load.inflight)]
-        for t in threads:
-            t.start()
-        _cpu_marks(load, cpu)
-        for t in threads:
-            t.join()

@@ -28,22 +28,22 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import Result, table
-from proto.telemetry import KINDS
+from benchmarks.common import Result, proc_status_kib, table
+from proto.telemetry import KIND_BY_NAME
+from recommender.settings import DAY_MS, HOUR_MS
 from stbcommon.localservers import ClickHouseServer
 from warehouse import open_warehouse
 from warehouse.base import Warehouse
 
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
 DATA_END_MS = 1_772_323_200_000  # 2026-03-01 00:00 UTC: a fixed world, the same on every run
-VIEW = next(k.code for k in KINDS.values() if k.name == "view")
+VIEW = KIND_BY_NAME["view"].code
 # Share of views by local hour: quiet nights, a morning bump, prime time 19-23.
 HOUR_WEIGHTS = np.array([2, 1, 1, 1, 1, 2, 4, 6, 6, 4, 3, 3, 4, 4, 4, 5, 6, 8, 10, 14, 16, 14, 10, 5], float)
 # "side_wait": the popularity and watched queries, as far as the job waited for them (on a
@@ -106,12 +106,12 @@ def make_airings(w: World, channel: np.ndarray, duration: np.ndarray,
     """Back-to-back programmes of each channel's own contents, from a day before the data to
     four days after it (the job snapshots 72 h past the data end)."""
     t0, t1 = DATA_END_MS - (w.days + 1) * DAY_MS, DATA_END_MS + 4 * DAY_MS
+    slots = int((t1 - t0) // (1800 * 1000)) + 1  # enough of the shortest programmes to reach t1
     parts: list[dict[str, np.ndarray]] = []
     for ch in range(1, w.channels + 1):  # one vectorised draw per channel
         own = np.flatnonzero(channel == ch)
         if not len(own):
             continue
-        slots = int((t1 - t0) // (1800 * 1000)) + 1
         pick = own[rng.integers(len(own), size=slots)]
         length = duration[pick].astype(np.int64) * 1000
         start = t0 + np.concatenate([[0], np.cumsum(length)[:-1]])
@@ -206,9 +206,9 @@ def run_measured(cmd: list[str], log: Path, label: str, watch_pid: int | None = 
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            own_peak = max(own_peak, _proc_kib(proc.pid, "VmHWM"))  # monotonic: the last sample is the peak
+            own_peak = max(own_peak, proc_status_kib(proc.pid).get("VmHWM", 0))  # the last sample is the peak
             if watch_pid is not None:
-                sampled = max(sampled, _proc_kib(watch_pid, "VmRSS"))
+                sampled = max(sampled, proc_status_kib(watch_pid).get("VmRSS", 0))
             if time.monotonic() - last_note >= 15:
                 last_note = time.monotonic()
                 print(f"  {label}: {last_note - started:,.0f} s", flush=True)
@@ -220,7 +220,7 @@ def run_measured(cmd: list[str], log: Path, label: str, watch_pid: int | None = 
     figures: dict[str, Any] = {"seconds": round(elapsed, 2), "rss_mib": round(own_peak / 1024, 1),
                                "cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}
     if watch_pid is not None:
-        peak = _proc_kib(watch_pid, "VmHWM") if reset else sampled
+        peak = proc_status_kib(watch_pid).get("VmHWM", 0) if reset else 0
         figures["server_rss_mib"] = round(max(peak, sampled) / 1024, 1)
     return figures
 
@@ -231,16 +231,6 @@ def _reset_hwm(pid: int) -> bool:
         return True
     except OSError:
         return False
-
-
-def _proc_kib(pid: int, key: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def job_timings(log: Path) -> dict[str, float]:
@@ -265,18 +255,12 @@ def job_steps(t: dict[str, float], whole_s: float) -> dict[str, float]:
 def export_matrix(model_dir: Path, out: Path) -> dict[str, Any]:
     """The household x content confidences the job fitted, rebuilt from its artifact with the
     job's own code, and the ALS settings it used."""
+    from recommender import artifact
     from recommender.settings import SignalSettings
-    from recommender.signal import Viewing
 
-    folder = model_dir / "versions" / (model_dir / "CURRENT").read_text().strip()
-    meta = json.loads((folder / "meta.json").read_text())
-    with np.load(folder / "history.npz") as z:
-        import scipy.sparse as sp
-
-        raw = sp.csr_matrix((z["raw_data"], z["raw_indices"], z["raw_indptr"]), shape=tuple(z["raw_shape"]))
-        zaps = sp.csr_matrix((z["zaps_data"], z["zaps_indices"], z["zaps_indptr"]), shape=tuple(z["zaps_shape"]))
-        viewing = Viewing(z["household_ids"], z["content_ids"], int(z["dayparts"]), raw, zaps, int(z["ref_ms"]))
-    household, _ = viewing.confidences(SignalSettings(**meta["settings"]["signal"]))
+    published = artifact.load(model_dir)
+    meta = published.meta
+    household, _ = published.history.confidences(SignalSettings(**meta["settings"]["signal"]))
     np.savez(out, data=household.data, indices=household.indices, indptr=household.indptr,
              shape=np.asarray(household.shape))
     return {"als": meta["settings"]["als"], "counts": meta["counts"], "nnz": int(household.nnz)}
@@ -303,11 +287,8 @@ def bare_fit(matrix: Path, als: dict[str, Any]) -> None:
 
 def measure(w: World, clickhouse: ClickHouseServer, work: Path) -> dict[str, Any]:
     db = f"train{w.label}"
-    store = open_warehouse(clickhouse.url(db))
-    try:
+    with closing(open_warehouse(clickhouse.url(db))) as store:
         loaded = load(store, w)
-    finally:
-        store.close()
     print(f"  loaded {loaded['events']:,} views in {loaded['generate_s'] + loaded['insert_s']:.0f} s", flush=True)
     model_dir = work / f"models-{w.label}"
     assert clickhouse.proc is not None
@@ -322,11 +303,8 @@ def measure(w: World, clickhouse: ClickHouseServer, work: Path) -> dict[str, Any
                          json.dumps(exported["als"])], bare_log, f"bare fit {w.label}")
     fitted = next(json.loads(line) for line in bare_log.read_text().splitlines() if line.startswith('{"fit_s"'))
     bare_fit_s = fitted["fit_s"]
-    store = open_warehouse(clickhouse.url(db))
-    try:
+    with closing(open_warehouse(clickhouse.url(db))) as store:
         store.execute(f"DROP DATABASE IF EXISTS {db}")  # free the disk before the next size
-    finally:
-        store.close()
     counts = exported["counts"]
     return {"households": w.households, "contents": w.contents, "events": loaded["events"],
             "nnz": exported["nnz"], "dp_profiles": counts["daypart_profiles"],

@@ -7,7 +7,7 @@ import os
 import sys
 
 from collector.settings import ENV_PREFIX, CollectorSettings
-from stbcommon.settings import SettingsError, load
+from stbcommon.settings import SettingsError, load, redacted
 
 DESCRIPTION = """\
 Consume STB telemetry (wire format v1) from MQTT and write it to ClickHouse.
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"collector: {exc}", file=sys.stderr)
         return 2
     if args.check_config:
-        print(settings)
+        print(redacted(settings))
         return 0
     from collector.daemon import run
 

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from recommender.settings import ENV_PREFIX, RecommenderSettings
-from stbcommon.settings import SettingsError, load
+from stbcommon.settings import SettingsError, load, redacted
 
 DESCRIPTION = """\
 Programme recommender for the EPG: learns on contents (series, titles) from STB viewing in
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recommender: {exc}", file=sys.stderr)
         return 2
     if args.check_config:
-        print(settings)
+        print(redacted(settings))
         return 0
     from stbcommon import logs
 

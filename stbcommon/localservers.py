@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 
 class ServerError(RuntimeError):
@@ -100,7 +101,7 @@ class _Process:
             texts.append(f"--- {path.name}\n" + "\n".join(tail))
         return "\n".join(texts)
 
-    def __enter__(self) -> _Process:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

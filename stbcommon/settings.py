@@ -95,7 +95,13 @@ def _coerce(hint: Any, raw: Any) -> Any:
         options = [a for a in typing.get_args(hint) if a is not type(None)]
         if value is None or (from_env and value == ""):
             return None
-        return _coerce(options[0], raw)
+        errors = []
+        for option in options:  # the first type that takes the value (env strings: the first)
+            try:
+                return _coerce(option, raw)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(" or ".join(errors))
     if origin is tuple:
         item = typing.get_args(hint)[0]
         items = [s.strip() for s in value.split(",") if s.strip()] if from_env else value
@@ -150,6 +156,18 @@ def redact_url(url: str) -> str:
         return url
     netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def redacted(settings: T) -> T:
+    """The settings tree with every URL's password replaced (for --check-config and logs)."""
+    changes: dict[str, Any] = {}
+    for field in dataclasses.fields(settings):  # type: ignore[arg-type]
+        value = getattr(settings, field.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            changes[field.name] = redacted(value)
+        elif isinstance(value, str) and "://" in value:
+            changes[field.name] = redact_url(value)
+    return dataclasses.replace(settings, **changes)  # type: ignore[type-var]
 
 
 @dataclasses.dataclass(frozen=True)

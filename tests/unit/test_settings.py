@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.settings import AgentSettings
 from collector.settings import ENV_PREFIX, CollectorSettings
-from stbcommon.settings import SettingsError, load, redact_url
+from stbcommon.settings import SettingsError, load, redact_url, redacted
 
 
 def test_precedence_defaults_toml_env_flags(tmp_path: Path) -> None:
@@ -54,3 +55,19 @@ def test_env_values_are_parsed() -> None:
 def test_redact_url() -> None:
     assert redact_url("mqtt://u:secret@h:1883") == "mqtt://u:***@h:1883"
     assert redact_url("chdb:///x") == "chdb:///x"
+
+
+def test_union_setting_takes_the_first_type_that_fits(tmp_path: Path) -> None:
+    toml = tmp_path / "agent.toml"
+    toml.write_text('[spool]\nfsync = true\ndir = "/tmp/spool"\n[device]\nid = "box"\n')
+    assert load(AgentSettings, toml_path=toml).spool.fsync == "batch"  # bool from TOML, str | bool field
+    env = {"STB_AGENT__SPOOL__FSYNC": "event", "STB_AGENT__DEVICE__ID": "box"}
+    assert load(AgentSettings, env=env, env_prefix="STB_AGENT").spool.fsync == "event"
+
+
+def test_redacted_hides_every_password_in_the_tree() -> None:
+    settings = load(CollectorSettings, overrides={"mqtt.url": "mqtt://u:secret@h:1883",
+                                                  "store.url": "clickhouse://d:pw@h:9000/stb"})
+    text = repr(redacted(settings))
+    assert "secret" not in text and "pw@" not in text and "mqtt://u:***@h:1883" in text
+    assert redacted(settings).batch == settings.batch
