@@ -20,7 +20,7 @@ EPILOG = """\
 examples:
   python -m firmware_sim --mqtt mqtt://localhost:1883 --households 2000 --days 3 --seed 7
   python -m firmware_sim --mqtt mqtt://localhost:1883 --store clickhouse://localhost:9000/stb \\
-      --households 5000 --days 7 --seed 7 --truth truth.npz --processes 2
+      --households 5000 --days 7 --seed 7 --truth truth.npz --subscribers subscribers.csv --processes 2
 """
 
 
@@ -35,6 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--start", metavar="YYYY-MM-DD", type=dt.date.fromisoformat, help="first day (default today, UTC)")
     p.add_argument("--truth", metavar="PATH", help="write the ground truth (npz) used to score recommenders")
     p.add_argument("--xmltv", metavar="PATH", help="also write the guide as XMLTV here")
+    p.add_argument("--subscribers", metavar="PATH", help="write the fleet's subscriber extract (CSV) here, as of "
+                                                          "the last day (for python -m crm import-subscribers)")
     p.add_argument("--processes", metavar="P", type=int, default=1, help="publisher processes (default 1)")
     p.add_argument("--guide-size", choices=["small", "medium", "large"], default="medium")
     p.add_argument("--no-recommendations", action="store_true", help="no rec_impression/rec_click events")
@@ -73,8 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     plan = FleetPlan(mqtt_url=args.mqtt, households=args.households, days=args.days, seed=args.seed,
                      start=args.start or today_utc(), processes=args.processes, guide_size=args.guide_size,
                      recommendations=not args.no_recommendations)
-    if args.store or args.truth or args.xmltv:
+    if args.store or args.truth or args.xmltv or args.subscribers:
         epg, households = build_world(plan)
+        if args.subscribers:
+            from firmware_sim.subscribers import write_subscribers
+
+            rows = write_subscribers(args.subscribers, households, plan.start + dt.timedelta(days=plan.days - 1))
+            print(f"subscriber extract ({rows:,} households) written to {args.subscribers}", file=sys.stderr)
         if args.truth:
             from firmware_sim.truth import write_truth
 

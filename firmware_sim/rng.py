@@ -31,6 +31,7 @@ TAG_SESSIONS: Final = 4
 TAG_DEVICE_DAY: Final = 5
 TAG_REPERTOIRE: Final = 6
 TAG_FAVOURITE: Final = 7
+TAG_SUBSCRIBER: Final = 8
 
 
 def mix(x: np.ndarray) -> np.ndarray:

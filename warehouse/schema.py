@@ -95,7 +95,20 @@ MIGRATIONS_TABLE: Final = Table(
     "schema_migrations", {"version": "UInt32", "name": "String", "applied_ms": "Int64"},
     "ReplacingMergeTree()", order_by="version")
 
-TABLES: Final[dict[str, Table]] = {t.name: t for t in (EVENTS, DEAD_LETTERS, CHANNELS, PROGRAMMES, AIRINGS)}
+# CRM (crm/, docs/CRM.md). Subscribers: the latest extract row per household wins (`imported_ms`);
+# the history keeps one row per change, and a re-import of the same rows collapses into them.
+SUBSCRIBER_COLUMNS: Final = {"household_id": "UInt64", "status": "String", "activated": "Date", "ended": "Date",
+                             "products": "String", "monthly_fee_cents": "Int64", "region": "String",
+                             "birth_month": "UInt8", "contact_opt_in": "String", "as_of": "Date",
+                             "imported_ms": "Int64"}
+SUBSCRIBER_HISTORY_COLUMNS: Final = {"household_id": "UInt64", "day": "Date", "status": "String",
+                                     "products": "String", "monthly_fee_cents": "Int64", "imported_ms": "Int64"}
+SUBSCRIBERS = Table("subscribers", SUBSCRIBER_COLUMNS, "ReplacingMergeTree(imported_ms)", order_by="household_id")
+SUBSCRIBER_HISTORY = Table("subscriber_history", SUBSCRIBER_HISTORY_COLUMNS, "ReplacingMergeTree(imported_ms)",
+                           order_by="(household_id, day, status, products, monthly_fee_cents)")
+
+_V1_TABLES: Final = (EVENTS, DEAD_LETTERS, CHANNELS, PROGRAMMES, AIRINGS)
+TABLES: Final[dict[str, Table]] = {t.name: t for t in (*_V1_TABLES, SUBSCRIBERS, SUBSCRIBER_HISTORY)}
 # Column types of every table the code inserts into (tests and importers check against it).
 TABLE_COLUMNS: Final[dict[str, dict[str, str]]] = {name: dict(t.columns) for name, t in TABLES.items()}
 
@@ -132,7 +145,8 @@ class Migration:
 
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
-    Migration(1, "events, dead letters and the EPG", tuple(create_table(t) for t in TABLES.values())),
+    Migration(1, "events, dead letters and the EPG", tuple(create_table(t) for t in _V1_TABLES)),
+    Migration(2, "crm: subscribers and their history", (create_table(SUBSCRIBERS), create_table(SUBSCRIBER_HISTORY))),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 

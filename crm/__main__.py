@@ -1,0 +1,93 @@
+"""`python -m crm COMMAND`: subscriber import, ratings, profiles and tags, segments."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from typing import Any
+
+from crm.settings import ENV_PREFIX, CrmSettings
+from stbcommon.settings import SettingsError, load
+
+DESCRIPTION = """\
+Subscriber 360 for the STB telemetry store: who the households are (the BOSS extract), what
+they watch (ratings), what they are like (profiles and tags) and who is in a segment.
+
+  import-subscribers  load a subscriber extract (CSV or Parquet), all or nothing
+  ratings             ratings, reach and share of a day, by programme, channel or daypart
+  profile             household profiles and tags for a day
+  segment             count, list, save and list saved segments
+"""
+
+EPILOG = f"""\
+settings, lowest to highest precedence: built-in defaults, the TOML file (--config),
+environment variables {ENV_PREFIX}__<SECTION>__<KEY> (e.g. {ENV_PREFIX}__CREDIT__MIN_VIEW_S),
+then flags. See docs/CRM.md.
+
+examples:
+  python -m crm import-subscribers extract.csv --store clickhouse://ch:9000/stb
+  python -m crm import-subscribers extract.csv --store chdb:///var/lib/stb/chdb --skip-invalid --rejects bad.csv
+"""
+
+
+def _day(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="python -m crm", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", metavar="URL", help="clickhouse://user:pass@host:9000/db or chdb:///abs/path")
+    common.add_argument("--config", metavar="FILE", help="TOML settings file")
+    common.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    i = sub.add_parser("import-subscribers", parents=[common], formatter_class=fmt, epilog=EPILOG,
+                       help="load a subscriber extract (CSV or Parquet)",
+                       description="Validate the whole extract, then import it; an invalid row refuses the "
+                                   "file (report of up to 100 bad rows) unless --skip-invalid.")
+    i.add_argument("file", metavar="FILE", help="CSV (UTF-8, header) or .parquet")
+    i.add_argument("--as-of", type=_day, metavar="YYYY-MM-DD", help="the extract's date (default today, UTC)")
+    i.add_argument("--skip-invalid", action="store_true", help="import the valid rows, refuse the rest")
+    i.add_argument("--rejects", metavar="PATH", help="with --skip-invalid: write refused rows here (CSV)")
+    return p.parse_args(argv)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {"store.url": getattr(args, "store", None)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load(CrmSettings, toml_path=args.config, env=os.environ, env_prefix=ENV_PREFIX,
+                        overrides=_overrides(args))
+    except (SettingsError, ValueError) as exc:
+        print(f"crm: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    from stbcommon import logs
+
+    logs.configure(settings.log.level, settings.log.format)
+    from crm.errors import CrmError
+    from warehouse import WarehouseError, open_warehouse
+
+    try:
+        if args.command == "import-subscribers":
+            from crm.cli_import import run_import
+
+            # Validate before opening the store: a refused file never touches it.
+            return run_import(args, settings, open_warehouse)
+        raise CrmError(f"unknown command {args.command}")
+    except (CrmError, WarehouseError, OSError) as exc:
+        print(f"crm {args.command}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
