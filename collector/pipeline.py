@@ -5,6 +5,11 @@ writes the previous one. When the store is slow the queue stays full, the batche
 taking messages, the source's buffer fills and it stops reading the socket; the broker
 then holds everything (it never gets our PUBACKs). Acks go out only after the batch that
 carried the messages is committed, in receive order.
+
+Failure: a store that is down or refuses every write is retried inside the sink (nothing is
+acknowledged meanwhile); only a rejection that blames the rows (WarehouseDataRejected) is
+split down to the guilty messages, which become dead letters. Anything else that ends either
+task ends `run()` with the error: the worker exits and its supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collector.decoder import Accepted, DeadLetter, DecodedBatch, Decoder, dead_
 from collector.settings import BatchSettings
 from collector.sink import Sink
 from proto.telemetry import InvalidMessage, Reason
-from warehouse.errors import WarehouseError
+from warehouse.errors import WarehouseDataRejected
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,7 @@ class _OpenBatch:
     dead: list[DeadLetter] = field(default_factory=list)
     messages: list[MessageLike] = field(default_factory=list)
     rows: int = 0
+    payload_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,26 +87,32 @@ class Pipeline:
             tasks.create_task(self._commit_loop(), name="committer")
 
     async def _batch_loop(self) -> None:
+        # No `finally`: if the committer failed, the task group cancels this task, and a
+        # put() on the full queue would wait for ever for a committer that is gone.
         batch = _OpenBatch()
-        try:
-            while True:
-                wait = max(0.0, self._policy.max_age_s - (time.monotonic() - batch.opened)) \
-                    if batch.messages else self._policy.max_age_s
-                room = self._policy.max_messages - len(batch.messages)
-                received = await self._source.get_batch(room, 0.0 if self._draining.is_set() else wait)
-                for msg in received:
-                    self._add(batch, msg)
-                full = (batch.rows >= self._policy.max_rows
-                        or len(batch.messages) >= self._policy.max_messages)
-                aged = batch.messages and time.monotonic() - batch.opened >= self._policy.max_age_s
-                if full or aged or (self._draining.is_set() and not received):
-                    if batch.messages:
-                        await self._queue.put(self._seal(batch))
+        while True:
+            wait = max(0.0, self._policy.max_age_s - (time.monotonic() - batch.opened)) \
+                if batch.messages else self._policy.max_age_s
+            room = self._policy.max_messages - len(batch.messages)
+            received = await self._source.get_batch(room, 0.0 if self._draining.is_set() else wait)
+            for msg in received:
+                self._add(batch, msg)
+                if self._full(batch):
+                    await self._queue.put(self._seal(batch))
                     batch = _OpenBatch()
-                    if self._draining.is_set() and not received:
-                        return
-        finally:
-            await self._queue.put(None)
+            aged = batch.messages and time.monotonic() - batch.opened >= self._policy.max_age_s
+            ending = self._draining.is_set() and not received
+            if aged or ending:
+                if batch.messages:
+                    await self._queue.put(self._seal(batch))
+                batch = _OpenBatch()
+                if ending:
+                    await self._queue.put(None)  # the committer finishes what is queued, then ends
+                    return
+
+    def _full(self, batch: _OpenBatch) -> bool:
+        return (batch.rows >= self._policy.max_rows or len(batch.messages) >= self._policy.max_messages
+                or batch.payload_bytes >= self._policy.max_bytes)
 
     def _add(self, batch: _OpenBatch, msg: MessageLike) -> None:
         metrics.MESSAGES_IN.inc()
@@ -109,6 +121,7 @@ class Pipeline:
         if not batch.messages:
             batch.opened = time.monotonic()  # a batch ages from its first message
         batch.messages.append(msg)
+        batch.payload_bytes += len(msg.payload)
         result = self._decoder.accept(msg.topic, msg.payload, msg.received_ms)
         if isinstance(result, Accepted):
             batch.accepted.append(result)
@@ -131,20 +144,22 @@ class Pipeline:
             self.committed_messages += len(sealed.messages)
 
     async def _commit(self, decoded: DecodedBatch) -> None:
-        """Write one batch; if the store permanently rejects it, find the rejected messages
-        by halving and dead-letter only those, so one poison message cannot stall a stream."""
+        """Write one batch; if the store rejects its rows, find the rejected messages by
+        halving and dead-letter only those, so one poison message cannot stall a stream."""
         try:
             await self._sink.write(decoded)
-        except WarehouseError as exc:
+        except WarehouseDataRejected as exc:
             sources = decoded.sources
             if not sources:
                 raise  # the dead letters themselves were refused: nothing left to split off
             if len(sources) == 1:
                 msg = sources[0]
                 log.error("store rejected a message", extra={"topic": msg.topic, "error": str(exc)[:300]})
+                # The whole payload: it passed our validation, so it may be replayed once
+                # the store (or the validator) is fixed.
                 letter = dead_letter(msg.topic, msg.payload, msg.received_ms,
                                      InvalidMessage(Reason.STORE_REJECTED, str(exc)[:500]),
-                                     self._decoder.dead_letter_bytes)
+                                     len(msg.payload))
                 await self._commit(DecodedBatch(empty_event_columns(), [*decoded.dead_letters, letter]))
                 return
             half = len(sources) // 2

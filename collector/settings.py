@@ -72,12 +72,15 @@ class BatchSettings:
 
     max_rows: int = 50_000
     max_messages: int = 20_000
+    max_bytes: int = 64 * 1024 * 1024   # payload bytes: bounds a batch of large messages in memory
     max_age_s: float = 0.5
 
     def validate(self) -> list[str]:
         problems = []
         if self.max_rows < 1:
             problems.append("max_rows: must be >= 1")
+        if self.max_bytes < MAX_PAYLOAD_BYTES:
+            problems.append(f"max_bytes: must be >= {MAX_PAYLOAD_BYTES} (one maximal message)")
         if self.max_messages < 1:
             problems.append("max_messages: must be >= 1")
         if not 0 < self.max_age_s <= 60:

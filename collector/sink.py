@@ -17,7 +17,7 @@ from collector.decoder import DecodedBatch, dead_letter_columns
 from stbcommon.backoff import Backoff
 from stbcommon.settings import redact_url
 from warehouse.base import Warehouse
-from warehouse.errors import WarehouseError
+from warehouse.errors import WarehouseDataRejected, WarehouseError
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,10 @@ class Sink(Protocol):
         """Connect and migrate the schema; retries while the store is unreachable."""
 
     async def write(self, batch: DecodedBatch) -> None:
-        """Commit the batch. Retries retryable errors until it succeeds or is cancelled;
-        raises WarehouseError for a permanent rejection of this data."""
+        """Commit the batch. Raises WarehouseDataRejected when the store refuses these rows
+        (other rows may pass); any other failure, an outage or a store-wide rejection (a
+        dropped table, a revoked permission), is retried until it succeeds or is cancelled:
+        no message may be blamed, so none is acknowledged meanwhile."""
 
     async def aclose(self) -> None: ...
 
@@ -65,7 +67,7 @@ class WarehouseSink:
                 self._warehouse = self._opener(self._url)
             self._warehouse.migrate()
 
-        await self._with_retry(connect, "connect")
+        await self._with_retry(connect, "connect", lambda exc: exc.retryable)
         log.info("store ready", extra={"store": redact_url(self._url)})
 
     async def write(self, batch: DecodedBatch) -> None:
@@ -76,9 +78,10 @@ class WarehouseSink:
             if batch.dead_letters:
                 self._warehouse.insert_columns("dead_letters", dead_letter_columns(batch.dead_letters))
 
-        await self._with_retry(commit, "write")
+        await self._with_retry(commit, "write", lambda exc: not isinstance(exc, WarehouseDataRejected))
 
-    async def _with_retry(self, call: Callable[[], None], what: str) -> None:
+    async def _with_retry(self, call: Callable[[], None], what: str,
+                          worth_retrying: Callable[[WarehouseError], bool]) -> None:
         loop = asyncio.get_running_loop()
         backoff = Backoff(*self._retry)
         while True:
@@ -87,11 +90,15 @@ class WarehouseSink:
                 return
             except WarehouseError as exc:
                 metrics.STORE_ERRORS.labels(retryable=str(exc.retryable).lower()).inc()
-                if not exc.retryable:
+                if not worth_retrying(exc):
                     raise
                 delay = backoff.next_delay()
-                log.warning(f"store {what} failed, retrying", extra={
-                    "error": str(exc)[:300], "retry_in_s": round(delay, 2), "attempt": backoff.attempt})
+                # A refusal that is not an outage needs an operator (a dropped table, a revoked
+                # grant): say so loudly; the broker keeps every unacknowledged message meanwhile.
+                log_at = log.warning if exc.retryable else log.error
+                log_at(f"store {what} failed, retrying", extra={
+                    "error": str(exc)[:300], "retry_in_s": round(delay, 2), "attempt": backoff.attempt,
+                    "store_wide_rejection": not exc.retryable})
                 await asyncio.sleep(delay)
 
     async def aclose(self) -> None:

@@ -7,6 +7,7 @@ Errors (warehouse.errors):
     WarehouseError                 root
     ├── WarehouseUnavailable       retryable: server down, connection lost, timeout
     ├── WarehouseRejected          permanent: the server refused this statement or data
+    │   └── WarehouseDataRejected  ...because of the rows it was given (other rows may pass)
     ├── WarehouseLocked            permanent: a chdb folder already open in another process
     └── WarehouseURLError          permanent: a store URL that cannot be used
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from warehouse.base import Columns, Warehouse
 from warehouse.errors import (
+    WarehouseDataRejected,
     WarehouseError,
     WarehouseLocked,
     WarehouseRejected,
@@ -23,8 +25,8 @@ from warehouse.errors import (
 )
 from warehouse.url import StoreURL, parse_store_url
 
-__all__ = ["Columns", "StoreURL", "Warehouse", "WarehouseError", "WarehouseLocked", "WarehouseRejected",
-           "WarehouseURLError", "WarehouseUnavailable", "open_warehouse", "parse_store_url"]
+__all__ = ["Columns", "StoreURL", "Warehouse", "WarehouseDataRejected", "WarehouseError", "WarehouseLocked",
+           "WarehouseRejected", "WarehouseURLError", "WarehouseUnavailable", "open_warehouse", "parse_store_url"]
 
 
 def open_warehouse(url: str) -> Warehouse:

@@ -42,8 +42,13 @@ from pandas.api.types import infer_dtype
 
 from warehouse import schema
 from warehouse.base import Columns
-from warehouse.errors import WarehouseError, WarehouseLocked, WarehouseRejected, WarehouseUnavailable
-from warehouse.server import as_array, is_retryable_code
+from warehouse.errors import (
+    WarehouseDataRejected,
+    WarehouseError,
+    WarehouseLocked,
+    WarehouseRejected,
+)
+from warehouse.server import as_array, rejection_class
 from warehouse.url import StoreURL
 
 _CODE = re.compile(r"Code: (\d+)")
@@ -143,10 +148,10 @@ class EmbeddedWarehouse:
             kind = infer_dtype(values, skipna=False)
             if name in binary:
                 if kind not in ("bytes", "string", "mixed", "empty"):
-                    raise WarehouseRejected(f"{table}.{name} must hold bytes, got {kind}", url=self.url)
+                    raise WarehouseDataRejected(f"{table}.{name} must hold bytes, got {kind}", url=self.url)
             elif kind not in ("string", "empty"):
                 # pandas would hand chdb bytes or numbers as their repr: refuse instead.
-                raise WarehouseRejected(f"{table}.{name} must hold str, got {kind}", url=self.url)
+                raise WarehouseDataRejected(f"{table}.{name} must hold str, got {kind}", url=self.url)
         if any(name in binary for name in columns):
             return pa.table({name: _arrow(values, name in binary) for name, values in columns.items()})
         # object dtype kept as is: pandas 3 would otherwise convert it to its Arrow str dtype.
@@ -169,8 +174,7 @@ class EmbeddedWarehouse:
         text = str(exc).strip()
         match = _CODE.search(text)
         code = int(match.group(1)) if match else None
-        cls: type[WarehouseError] = WarehouseUnavailable if is_retryable_code(code, text) else WarehouseRejected
-        return cls(f"chdb at {self.path}: {text[:500]}", url=self.url, code=code)
+        return rejection_class(code, text)(f"chdb at {self.path}: {text[:500]}", url=self.url, code=code)
 
     def _open_error(self, exc: Exception) -> WarehouseError:
         text = str(exc)

@@ -24,6 +24,13 @@ class WarehouseRejected(WarehouseError):
     """The store refused the statement or data; retrying the same thing will fail again."""
 
 
+class WarehouseDataRejected(WarehouseRejected):
+    """The store refused this data (a value that does not fit its column, a block spanning too
+    many partitions): the same statement with other rows can succeed. Only this kind of
+    rejection may be blamed on a message; any other rejection (a missing table, no permission)
+    is the store's fault and every message would fail alike."""
+
+
 class WarehouseLocked(WarehouseError):
     """An embedded chdb folder is held by another process (chdb locks its data folder)."""
 

@@ -34,7 +34,7 @@ from pandas.api.types import infer_dtype
 
 from warehouse import fastcolumns, schema
 from warehouse.base import Columns
-from warehouse.errors import WarehouseError, WarehouseRejected, WarehouseUnavailable
+from warehouse.errors import WarehouseDataRejected, WarehouseError, WarehouseRejected, WarehouseUnavailable
 from warehouse.url import StoreURL
 
 DEFAULT_CONNECT_TIMEOUT_S: Final = 5.0
@@ -58,6 +58,26 @@ RETRYABLE_CODES: Final = frozenset({
     394,  # QUERY_WAS_CANCELLED
     425,  # SYSTEM_ERROR
     999,  # KEEPER_EXCEPTION
+})
+# Server error codes that blame the rows of an INSERT, not the store: the same statement with
+# other rows can succeed, so the collector may split a batch to find the guilty message.
+# Every other rejection (UNKNOWN_TABLE, ACCESS_DENIED, a schema that no longer fits...) would
+# refuse every message alike and must never be blamed on one.
+DATA_FAULT_CODES: Final = frozenset({
+    6,    # CANNOT_PARSE_TEXT
+    26,   # CANNOT_PARSE_QUOTED_STRING
+    27,   # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    38,   # CANNOT_PARSE_DATE
+    41,   # CANNOT_PARSE_DATETIME
+    53,   # TYPE_MISMATCH
+    69,   # ARGUMENT_OUT_OF_BOUND
+    70,   # CANNOT_CONVERT_TYPE
+    72,   # CANNOT_PARSE_NUMBER
+    117,  # INCORRECT_DATA
+    131,  # TOO_LARGE_STRING_SIZE
+    321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+    691,  # UNKNOWN_ELEMENT_OF_ENUM
 })
 # Code 252 also means "this block spans more than max_partitions_per_insert_block
 # partitions", which no retry of the same block cures: that one is a rejection, so the
@@ -84,6 +104,20 @@ def is_retryable_code(code: int | None, message: str = "") -> bool:
     if code == 252 and _TOO_MANY_PARTITIONS.search(message):
         return False
     return code in RETRYABLE_CODES
+
+
+def is_data_fault(code: int | None, message: str = "") -> bool:
+    """Whether a (non-retryable) rejection blames the rows sent rather than the store."""
+    if code == 252:
+        return bool(_TOO_MANY_PARTITIONS.search(message))
+    return code in DATA_FAULT_CODES
+
+
+def rejection_class(code: int | None, message: str) -> type[WarehouseError]:
+    """The exception type for a ClickHouse error (shared with the embedded store)."""
+    if is_retryable_code(code, message):
+        return WarehouseUnavailable
+    return WarehouseDataRejected if is_data_fault(code, message) else WarehouseRejected
 
 
 def as_array(values: Any) -> np.ndarray:
@@ -201,10 +235,9 @@ class ServerWarehouse:
                 return fn()
             except ch_errors.ServerException as exc:
                 message = str(exc.message).strip().splitlines()[0][:500] if exc.message else str(exc)
-                retryable = is_retryable_code(exc.code, message)
-                if retryable:
+                cls = rejection_class(exc.code, message)
+                if cls is WarehouseUnavailable:
                     self._client.disconnect()
-                cls: type[WarehouseError] = WarehouseUnavailable if retryable else WarehouseRejected
                 raise cls(f"ClickHouse error {exc.code} at {self.url}: {message}", url=self.url,
                           code=exc.code) from exc
             except _NETWORK_ERRORS as exc:
@@ -215,8 +248,8 @@ class ServerWarehouse:
                 # same data fails again. The connection may be mid-query: drop it.
                 self._client.disconnect()
                 code = getattr(exc, "code", None)
-                raise WarehouseRejected(f"ClickHouse client refused the data for {self.url}: {exc}",
-                                        url=self.url, code=code if isinstance(code, int) else None) from exc
+                raise WarehouseDataRejected(f"ClickHouse client refused the data for {self.url}: {exc}",
+                                            url=self.url, code=code if isinstance(code, int) else None) from exc
 
 
 def _to_numpy(values: Any, ch_type: str) -> np.ndarray:

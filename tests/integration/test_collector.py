@@ -11,7 +11,9 @@ import msgpack
 import pytest
 
 from proto.telemetry import MAX_PAYLOAD_BYTES, encode_batch, make_event
-from tests.integration.harness import Collector, Traffic, count_events, dead_letter_reasons, publish
+from tests.integration.harness import Collector, Traffic, count_events, dead_letter_reasons, differing_copies, publish
+from warehouse import open_warehouse
+from warehouse.schema import TABLES
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +48,7 @@ def test_redelivered_duplicates_count_once(mosquitto, collector: Collector, stor
     collector.wait_rows(traffic.total_events + 20 * 10)
     assert collector.terminate() == 0
     assert count_events(store_url) == traffic.total_events
+    assert differing_copies(store_url) == 0  # the copies are identical
 
 
 def test_kill_9_mid_stream_then_restart_gives_every_event_once(mosquitto, collector: Collector,  # type: ignore[no-untyped-def]
@@ -61,6 +64,7 @@ def test_kill_9_mid_stream_then_restart_gives_every_event_once(mosquitto, collec
     collector.wait_quiet()
     assert collector.terminate() == 0
     assert count_events(store_url) == traffic.total_events
+    assert differing_copies(store_url) == 0  # redelivered after the kill: identical copies only
 
 
 def test_sigterm_flushes_and_acknowledges(mosquitto, collector: Collector, store_url: str) -> None:  # type: ignore[no-untyped-def]
@@ -93,6 +97,7 @@ def test_broker_restart_shared_subscription(mosquitto, collector: Collector, sto
     collector.wait_quiet(quiet_s=2.0)
     assert collector.terminate() == 0
     assert count_events(store_url) == first.total_events + second.total_events
+    assert differing_copies(store_url) == 0
 
 
 def test_broker_restart_exclusive_subscription_loses_nothing(mosquitto, store_url: str,  # type: ignore[no-untyped-def]
@@ -115,6 +120,7 @@ def test_broker_restart_exclusive_subscription_loses_nothing(mosquitto, store_ur
         collector.wait_quiet(quiet_s=2.0)
         assert collector.terminate() == 0
         assert count_events(store_url) == first.total_events + second.total_events
+        assert differing_copies(store_url) == 0
     finally:
         collector.close()
 
@@ -157,7 +163,7 @@ def test_every_bad_input_class_is_dead_lettered(mosquitto, collector: Collector,
     for *_, reason in bad:
         expected[reason] = expected.get(reason, 0) + 1
     assert reasons == expected
-    assert count_events(store_url) == 3
+    assert count_events(store_url, final=False) == 3
 
 
 def test_clickhouse_outage_under_load_loses_nothing(mosquitto, clickhouse_server, clickhouse_url: str,  # type: ignore[no-untyped-def]
@@ -179,6 +185,7 @@ def test_clickhouse_outage_under_load_loses_nothing(mosquitto, clickhouse_server
         collector.wait_quiet(quiet_s=2.0)
         assert collector.terminate() == 0
         assert count_events(clickhouse_url) == traffic.total_events
+        assert differing_copies(clickhouse_url) == 0
     finally:
         collector.close()
         if not clickhouse_server.is_running():
@@ -199,7 +206,7 @@ def test_starts_while_clickhouse_is_down_and_catches_up(mosquitto, clickhouse_se
         publish(mosquitto.url, traffic.messages())
         collector.wait_rows(traffic.total_events)
         assert collector.terminate() == 0
-        assert count_events(clickhouse_url) == traffic.total_events
+        assert count_events(clickhouse_url, final=False) == traffic.total_events
     finally:
         collector.close()
         if not clickhouse_server.is_running():
@@ -219,7 +226,34 @@ def test_two_workers_split_one_stream(mosquitto, clickhouse_url: str, tmp_path: 
             time.sleep(0.2)
         per_worker = [collector.metrics(i).get("collector_messages_received_total", 0) for i in (0, 1)]
         assert collector.terminate() == 0
-        assert count_events(clickhouse_url) == traffic.total_events
+        assert count_events(clickhouse_url, final=False) == traffic.total_events  # each message to one member
         assert sum(per_worker) == 1000 and min(per_worker) > 100  # both members took a share
     finally:
+        collector.close()
+
+
+def test_a_dropped_events_table_holds_every_message_until_it_is_back(mosquitto, clickhouse_url: str,  # type: ignore[no-untyped-def]
+                                                                     tmp_path: Path) -> None:
+    """A store-wide refusal is not the messages' fault: nothing is dead-lettered or acknowledged."""
+    collector = Collector(mosquitto.url, clickhouse_url, tmp_path,
+                          extra_env={"STB_COLLECTOR__STORE__RETRY_MIN_S": "0.05",
+                                     "STB_COLLECTOR__STORE__RETRY_MAX_S": "0.2"})
+    store = open_warehouse(clickhouse_url)
+    try:
+        collector.start()
+        store.execute(f"DROP TABLE {store.database}.events")
+        traffic = Traffic(devices=4, messages_per_device=10, events_per_message=5)
+        publish(mosquitto.url, traffic.messages())
+        collector.wait_for(lambda m: m.get('collector_store_errors_total{retryable="false"}', 0) >= 10, 30,
+                           "writes refused by the store")
+        metrics = collector.metrics()
+        assert metrics.get("collector_acks_total", 0) == 0
+        assert metrics.get('collector_rows_written_total{table="dead_letters"}', 0) == 0
+        store.execute(TABLES["events"].ddl(store.database))  # the operator restores the table
+        collector.wait_rows(traffic.total_events)
+        assert collector.terminate() == 0
+        assert count_events(clickhouse_url, final=False) == traffic.total_events
+        assert dead_letter_reasons(clickhouse_url) == {}
+    finally:
+        store.close()
         collector.close()

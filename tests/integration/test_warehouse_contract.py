@@ -18,6 +18,7 @@ from proto.telemetry import KINDS
 from stbcommon.localservers import ClickHouseServer
 from warehouse import (
     Warehouse,
+    WarehouseDataRejected,
     WarehouseError,
     WarehouseLocked,
     WarehouseRejected,
@@ -26,7 +27,7 @@ from warehouse import (
 )
 from warehouse.columns import DEAD_LETTER_COLUMNS, EVENT_COLUMNS
 from warehouse.schema import MIGRATIONS, TABLE_COLUMNS, TABLES
-from warehouse.server import ServerWarehouse, is_retryable_code
+from warehouse.server import ServerWarehouse, is_retryable_code, rejection_class
 from warehouse.url import parse_store_url
 
 pytestmark = pytest.mark.integration
@@ -258,17 +259,27 @@ class TestContract:
         block = event_block(3)
         with pytest.raises(WarehouseRejected, match="differ in length"):
             warehouse.insert_columns("events", {**block, "seq": block["seq"][:2]})
-        block["kind"][1] = 99  # not a kind
-        with pytest.raises(WarehouseRejected):
+        block["kind"][1] = 99  # not a kind: the rows are at fault, other rows would pass
+        with pytest.raises(WarehouseDataRejected):
             warehouse.insert_columns("events", block)
         with pytest.raises(WarehouseRejected) as caught:
             warehouse.execute("SELEC 1")
         assert caught.value.code == 62 and not caught.value.retryable
+        assert not isinstance(caught.value, WarehouseDataRejected)
         with pytest.raises(WarehouseRejected) as unknown:
             warehouse.query_rows(f"SELECT 1 FROM {warehouse.database}.no_such_table")
-        assert unknown.value.code == 60
+        assert unknown.value.code == 60 and not isinstance(unknown.value, WarehouseDataRejected)
         warehouse.insert_columns("events", event_block(3))  # the store still works afterwards
         assert warehouse.query_rows(f"SELECT count() FROM {warehouse.database}.events") == [(3,)]
+
+    def test_a_missing_table_is_the_stores_fault_not_the_rows(self, warehouse: Warehouse) -> None:
+        warehouse.execute(f"DROP TABLE {warehouse.database}.events")
+        try:
+            with pytest.raises(WarehouseRejected) as caught:
+                warehouse.insert_columns("events", event_block(3))
+            assert not isinstance(caught.value, WarehouseDataRejected)
+        finally:
+            warehouse.execute(TABLES["events"].ddl(warehouse.database))  # what the test dropped
 
     def test_server_version(self, warehouse: Warehouse) -> None:
         version = warehouse.server_version()
@@ -378,16 +389,18 @@ def test_insert_settings_follow_the_server_version(version: tuple[int, int, int]
     assert store.server_version() == version
 
 
-@pytest.mark.parametrize(("code", "message", "retryable"), [
-    (252, "Too many parts (300). Merges are processing significantly slower than inserts", True),
-    (252, "Too many partitions for single INSERT block (more than 100)", False),
-    (241, "Memory limit (total) exceeded", True),
-    (159, "Timeout exceeded", True),
-    (202, "Too many simultaneous queries", True),
-    (242, "Table is in readonly mode", True),
-    (60, "Table stb.nope doesn't exist", False),
-    (53, "Type mismatch", False),
-    (None, "", False),
+@pytest.mark.parametrize(("code", "message", "expected"), [
+    (252, "Too many parts (300). Merges are processing significantly slower than inserts", WarehouseUnavailable),
+    (252, "Too many partitions for single INSERT block (more than 100)", WarehouseDataRejected),
+    (241, "Memory limit (total) exceeded", WarehouseUnavailable),
+    (159, "Timeout exceeded", WarehouseUnavailable),
+    (202, "Too many simultaneous queries", WarehouseUnavailable),
+    (242, "Table is in readonly mode", WarehouseUnavailable),
+    (60, "Table stb.nope doesn't exist", WarehouseRejected),
+    (497, "Not enough privileges", WarehouseRejected),
+    (53, "Type mismatch", WarehouseDataRejected),
+    (None, "", WarehouseRejected),
 ])
-def test_retryable_codes(code: int | None, message: str, retryable: bool) -> None:
-    assert is_retryable_code(code, message) is retryable
+def test_error_classes(code: int | None, message: str, expected: type) -> None:
+    assert rejection_class(code, message) is expected
+    assert is_retryable_code(code, message) is (expected is WarehouseUnavailable)

@@ -12,8 +12,9 @@ import pytest
 from collector.decoder import DecodedBatch, Decoder
 from collector.pipeline import Pipeline
 from collector.settings import BatchSettings
+from collector.sink import WarehouseSink
 from proto.telemetry import encode_batch, make_event
-from warehouse.errors import WarehouseRejected
+from warehouse.errors import WarehouseDataRejected, WarehouseRejected, WarehouseUnavailable
 
 NOW = int(time.time() * 1000)
 
@@ -57,7 +58,7 @@ class FakeSink:
     async def write(self, batch: DecodedBatch) -> None:
         await asyncio.sleep(0)
         if self.reject_device and self.reject_device in set(batch.events["device_id"]):
-            raise WarehouseRejected("Code: 53. Type mismatch")
+            raise WarehouseDataRejected("Code: 53. Type mismatch")
         self.batches.append(batch)
 
     def rows(self) -> int:
@@ -134,9 +135,6 @@ async def test_drain_commits_everything_buffered() -> None:
 
 @pytest.mark.parametrize("fail_times", [1, 3])
 async def test_retryable_errors_are_retried_by_the_sink(fail_times: int) -> None:
-    from collector.sink import WarehouseSink
-    from warehouse.errors import WarehouseUnavailable
-
     class FlakyWarehouse:
         url, database = "fake://", "stb"
 
@@ -161,3 +159,87 @@ async def test_retryable_errors_are_retried_by_the_sink(fail_times: int) -> None
     await sink.write(batch)
     await sink.aclose()
     assert fake.inserted == 3 and fake.failures == 0
+
+
+class RefusingWarehouse:
+    """A store that refuses every insert for a reason that is not the rows' fault, then recovers."""
+
+    url, database = "fake://", "stb"
+
+    def __init__(self, refusals: int, error: Exception) -> None:
+        self.refusals, self.error = refusals, error
+        self.tables: dict[str, int] = {"events": 0, "dead_letters": 0}
+
+    def migrate(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def insert_columns(self, table: str, columns: dict) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise self.error
+        self.tables[table] += len(next(iter(columns.values())))
+
+
+@pytest.mark.parametrize("error", [
+    WarehouseRejected("ClickHouse error 60: Table stb.events doesn't exist", code=60),
+    WarehouseRejected("ClickHouse error 497: Not enough privileges", code=497),
+])
+async def test_a_store_wide_rejection_holds_the_acks_and_retries_instead_of_dead_lettering(
+        error: WarehouseRejected) -> None:
+    store = RefusingWarehouse(refusals=25, error=error)  # more refusals than a halving search needs
+    sink = WarehouseSink("fake://", retry_min_s=0.001, retry_max_s=0.002, opener=lambda _url: store)  # type: ignore[arg-type,return-value]
+    await sink.start()
+    source = FakeSource([message(i) for i in range(1, 41)])
+    acked_while_refused: list[int] = []
+    original_ack = source.ack
+
+    def checked_ack(messages: Sequence[FakeMessage]) -> None:
+        if store.refusals:
+            acked_while_refused.extend(m.mid for m in messages)
+        original_ack(messages)
+
+    source.ack = checked_ack  # type: ignore[method-assign]
+    pipeline = Pipeline(source, sink, Decoder(), BatchSettings(max_rows=1000, max_age_s=0.01))
+    await run_until_acked(pipeline, source, 40)
+    await sink.aclose()
+    assert acked_while_refused == []
+    assert source.acked == list(range(1, 41))
+    assert store.tables == {"events": 40 * 3, "dead_letters": 0}
+
+
+async def test_a_failed_committer_ends_the_pipeline_instead_of_hanging() -> None:
+    queue_full = asyncio.Event()
+    writing = False
+
+    class WatchedQueue(asyncio.Queue):  # type: ignore[type-arg]
+        def put_nowait(self, item: object) -> None:
+            super().put_nowait(item)
+            if self.full() and writing:  # the next batch waits while the first is written
+                queue_full.set()
+
+    class BrokenSink(FakeSink):
+        async def write(self, batch: DecodedBatch) -> None:
+            nonlocal writing
+            writing = True
+            await queue_full.wait()
+            raise RuntimeError("the sink broke")
+
+    source = FakeSource([message(i) for i in range(1, 200)])
+    pipeline = Pipeline(source, BrokenSink(), Decoder(), BatchSettings(max_messages=1, max_age_s=0.01))
+    pipeline._queue = WatchedQueue(maxsize=1)
+    with pytest.raises(ExceptionGroup) as caught:
+        await asyncio.wait_for(pipeline.run(), 5)
+    assert caught.group_contains(RuntimeError, match="the sink broke")
+
+
+async def test_a_batch_is_bounded_by_payload_bytes() -> None:
+    big = [message(i, n=200) for i in range(1, 31)]  # ~1.6 KB each
+    size = len(big[0].payload)
+    source = FakeSource(big)
+    sink = FakeSink()
+    pipeline = Pipeline(source, sink, Decoder(),
+                        BatchSettings(max_rows=10**6, max_messages=10**4, max_bytes=5 * size, max_age_s=30))
+    await run_until_acked(pipeline, source, 30)
+    assert source.acked == list(range(1, 31))
+    assert [len(b.sources) for b in sink.batches] == [5] * 6
