@@ -29,6 +29,7 @@ then flags. See docs/CRM.md.
 examples:
   python -m crm import-subscribers extract.csv --store clickhouse://ch:9000/stb
   python -m crm import-subscribers extract.csv --store chdb:///var/lib/stb/chdb --skip-invalid --rejects bad.csv
+  python -m crm ratings --store clickhouse://ch:9000/stb --day 2026-12-01 --by channel --json ratings.json
 """
 
 
@@ -56,6 +57,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     i.add_argument("--as-of", type=_day, metavar="YYYY-MM-DD", help="the extract's date (default today, UTC)")
     i.add_argument("--skip-invalid", action="store_true", help="import the valid rows, refuse the rest")
     i.add_argument("--rejects", metavar="PATH", help="with --skip-invalid: write refused rows here (CSV)")
+    r = sub.add_parser("ratings", parents=[common], formatter_class=fmt, epilog=EPILOG,
+                       help="ratings, reach and share of a day (stored in ratings_daily)",
+                       description="Ratings, reach and share of one local day, by airing (programme), "
+                                   "channel or daypart; stored per day in ratings_daily (docs/CRM.md).")
+    r.add_argument("--day", type=_day, required=True, metavar="YYYY-MM-DD", help="the (local) day")
+    r.add_argument("--by", choices=["programme", "channel", "daypart"], default="programme")
+    r.add_argument("--segment", metavar="EXPR", help="only households in this segment (expression or @name)")
+    r.add_argument("--json", metavar="PATH", help="also write every row as JSON")
+    r.add_argument("--top", type=int, default=20, metavar="N", help="rows printed (default 20)")
     return p.parse_args(argv)
 
 
@@ -83,10 +93,23 @@ def main(argv: list[str] | None = None) -> int:
 
             # Validate before opening the store: a refused file never touches it.
             return run_import(args, settings, open_warehouse)
-        raise CrmError(f"unknown command {args.command}")
-    except (CrmError, WarehouseError, OSError) as exc:
+        store = open_warehouse(settings.store.url)
+        try:
+            store.migrate()
+            return _store_command(args, settings, store)
+        finally:
+            store.close()
+    except (CrmError, WarehouseError, OSError, ValueError) as exc:
         print(f"crm {args.command}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
+
+
+def _store_command(args: argparse.Namespace, settings: CrmSettings, store: Any) -> int:
+    if args.command == "ratings":
+        from crm.cli_ratings import run_ratings
+
+        return run_ratings(args, settings, store)
+    raise ValueError(f"unknown command {args.command}")
 
 
 if __name__ == "__main__":

@@ -107,8 +107,18 @@ SUBSCRIBERS = Table("subscribers", SUBSCRIBER_COLUMNS, "ReplacingMergeTree(impor
 SUBSCRIBER_HISTORY = Table("subscriber_history", SUBSCRIBER_HISTORY_COLUMNS, "ReplacingMergeTree(imported_ms)",
                            order_by="(household_id, day, status, products, monthly_fee_cents)")
 
+# Ratings per day, grouping (programme|channel|daypart) and segment ('' = everyone); a re-run replaces.
+RATINGS_COLUMNS: Final = {"day": "Date", "by": "String", "segment": "String", "channel_id": "UInt32",
+                          "start_ms": "Int64", "stop_ms": "Int64", "programme_id": "UInt64", "daypart": "String",
+                          "title": "String", "rating": "Float64", "reach": "Float64", "share": "Float64",
+                          "avg_minutes": "Float64", "credited_minutes": "Float64", "reached": "UInt64",
+                          "universe": "UInt64", "computed_ms": "Int64"}
+RATINGS_DAILY = Table("ratings_daily", RATINGS_COLUMNS, "ReplacingMergeTree(computed_ms)",
+                      order_by="(day, by, segment, channel_id, start_ms, daypart)", partition_by="toYYYYMM(day)")
+
 _V1_TABLES: Final = (EVENTS, DEAD_LETTERS, CHANNELS, PROGRAMMES, AIRINGS)
-TABLES: Final[dict[str, Table]] = {t.name: t for t in (*_V1_TABLES, SUBSCRIBERS, SUBSCRIBER_HISTORY)}
+TABLES: Final[dict[str, Table]] = {t.name: t for t in (*_V1_TABLES, SUBSCRIBERS, SUBSCRIBER_HISTORY,
+                                                       RATINGS_DAILY)}
 # Column types of every table the code inserts into (tests and importers check against it).
 TABLE_COLUMNS: Final[dict[str, dict[str, str]]] = {name: dict(t.columns) for name, t in TABLES.items()}
 
@@ -147,6 +157,7 @@ class Migration:
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "events, dead letters and the EPG", tuple(create_table(t) for t in _V1_TABLES)),
     Migration(2, "crm: subscribers and their history", (create_table(SUBSCRIBERS), create_table(SUBSCRIBER_HISTORY))),
+    Migration(3, "crm: ratings_daily", (create_table(RATINGS_DAILY),)),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
