@@ -96,7 +96,8 @@ async def _serve(source: MqttSource, pipeline: Pipeline, stop: asyncio.Event, gr
     await asyncio.wait({running, stopper}, return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
     if running.done():  # the pipeline only ends by itself on an unrecoverable error
-        running.result()
+        log.error("pipeline failed; exiting (unacknowledged messages stay with the broker)",
+                  exc_info=running.exception())
         return 1
     log.info("SIGTERM: draining", extra={"grace_s": grace_s})
     await source.stop_receiving()

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from proto.telemetry import MAX_EVENTS_PER_BATCH, MAX_PAYLOAD_BYTES, TOPIC_FILTER
 from stbcommon.settings import LogSettings, MetricsSettings
+from warehouse.errors import WarehouseURLError
+from warehouse.url import parse_store_url
 
 ENV_PREFIX = "STB_COLLECTOR"
 _GROUP_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -29,7 +31,9 @@ class MqttSettings:
     # across a broker restart (a shared one is lost until the collector resubscribes).
     subscription: str = "shared"
     topic: str = TOPIC_FILTER
-    client_id: str = ""  # default <group>-<hostname>-w<worker>; must stay stable across restarts
+    # Default <group>-<hostname>-w<worker>; must stay stable across restarts. With workers > 1
+    # the supervisor gives each worker a fixed id + "-w<worker>" (one connection per client id).
+    client_id: str = ""
     session_expiry_s: int = 7 * 24 * 3600  # the broker keeps our queue this long while we are away
     receive_maximum: int = 65535        # un-acked messages the broker may send us (MQTT 5)
     keepalive_s: int = 30
@@ -95,10 +99,12 @@ class StoreSettings:
     retry_max_s: float = 10.0
 
     def validate(self) -> list[str]:
-        scheme = urlsplit(self.url).scheme
         problems = []
-        if scheme not in ("clickhouse", "chdb", "null"):
-            problems.append(f"url: {self.url!r} is not clickhouse://host:9000/db, chdb:///path or null://")
+        if urlsplit(self.url).scheme != "null":
+            try:
+                parse_store_url(self.url)  # the store's own check: host, port, options, database
+            except WarehouseURLError as exc:
+                problems.append(f"url: {exc} (or null:// for no store)")
         if not 0 < self.retry_min_s <= self.retry_max_s:
             problems.append("retry_min_s/retry_max_s: need 0 < min <= max")
         return problems

@@ -10,6 +10,7 @@ what each dataclass's `validate()` finds, before the daemon starts.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -21,9 +22,11 @@ T = TypeVar("T")
 
 
 class SettingsError(ValueError):
-    """Every problem found in a configuration, one per line."""
+    """Every problem found in a configuration, one per line, with every URL password hidden
+    (messages quote the offending values, and they end up in logs and terminals)."""
 
     def __init__(self, problems: list[str]) -> None:
+        problems = [redact_text(p) for p in problems]
         super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
         self.problems = problems
 
@@ -158,6 +161,16 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+# scheme:[//]user:PASSWORD@ -- up to the last @ (a raw @ in a password), and with one slash
+# or none, so that a mistyped URL in an error message is hidden too.
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*:/{0,2}[^/@\s'\":]*:)[^\s'\"/]*@")
+
+
+def redact_text(text: str) -> str:
+    """Any text with the password of every URL in it replaced (URLs that do not parse too)."""
+    return _URL_PASSWORD.sub(r"\g<head>***@", text)
+
+
 def redacted(settings: T) -> T:
     """The settings tree with every URL's password replaced (for --check-config and logs)."""
     changes: dict[str, Any] = {}
@@ -165,8 +178,8 @@ def redacted(settings: T) -> T:
         value = getattr(settings, field.name)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             changes[field.name] = redacted(value)
-        elif isinstance(value, str) and "://" in value:
-            changes[field.name] = redact_url(value)
+        elif isinstance(value, str) and "@" in value:
+            changes[field.name] = redact_text(value)
     return dataclasses.replace(settings, **changes)  # type: ignore[type-var]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
 
+from stbcommon.settings import redact_text
 from warehouse.errors import WarehouseURLError
 
 DEFAULT_DATABASE: Final = "stb"
@@ -166,4 +167,4 @@ def _error(url: str, problem: str) -> WarehouseURLError:
 
 def _redact_text(url: str) -> str:
     """Hide the password of a URL that may not even parse."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+    return redact_text(url)

@@ -71,3 +71,17 @@ def test_redacted_hides_every_password_in_the_tree() -> None:
     text = repr(redacted(settings))
     assert "secret" not in text and "pw@" not in text and "mqtt://u:***@h:1883" in text
     assert redacted(settings).batch == settings.batch
+
+
+@pytest.mark.parametrize(("where", "value"), [
+    ("mqtt.url", "ftp://collector:s3cret-pw@broker:1883"),             # validate() quotes the URL
+    ("store.url", "clickhouse:/default:s3cret-pw@ch/stb"),               # so does the store URL check
+    ("mqtt.keepalive_s", "mqtt://collector:s3cret-pw@broker:1883"),      # a type error quotes the value
+])
+def test_settings_errors_never_show_a_password(where: str, value: str) -> None:
+    env = {f"STB_COLLECTOR__{where.replace('.', '__').upper()}": value}
+    with pytest.raises(SettingsError) as caught:
+        load(CollectorSettings, env=env, env_prefix="STB_COLLECTOR")
+    text = str(caught.value) + " ".join(caught.value.problems)
+    assert "s3cret-pw" not in text
+    assert where.split(".")[-1] in text  # the message still names the setting
