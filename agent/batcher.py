@@ -9,6 +9,8 @@ are separate so that a backlog spooled during an outage goes out in full-sized b
 
 from __future__ import annotations
 
+import itertools
+
 from agent.settings import BatchPolicy
 from agent.spool import Position, Record, Spool
 
@@ -54,3 +56,7 @@ def next_batch(spool: Spool, start: Position, stop: Position, policy: BatchPolic
         if records[i].seq != records[i - 1].seq + 1:
             return records[:i]
     return records
+
+
+def consecutive(records: list[Record]) -> bool:
+    return all(b.seq == a.seq + 1 for a, b in itertools.pairwise(records))

@@ -15,13 +15,21 @@ From another thread it validates and hands the event to the loop through a bound
 never waiting for the loop or the disk.
 
 Life of an event: appended to the spool → sealed into a batch (count, bytes or age; under
-the "batch" fsync policy the spool is fsynced here) → published with its batch → removed
-from the spool when the broker's PUBACK for that batch and all before it has arrived.
+the "batch" fsync policy the spool is fsynced now, in a worker thread so a slow disk never
+stalls the loop) → published with its batch once synced → removed from the spool when
+the broker's PUBACK for that batch and all before it has arrived.
+
+Accepted means kept: `record()` returns True only for an event that is in the spool, or
+in the cross-thread queue that `aclose()` empties into the spool while it shuts the queue
+(under one lock, so no event can slip in after the last take). Disk errors are counted
+(`stats.io_errors`), logged rate-limited and never raised: an event that could not be
+written is refused (False), a failed fsync is retried and holds back only publishing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -34,6 +42,7 @@ from agent.errors import RecordTooLarge, SpoolError
 from agent.events import EventHelpers
 from agent.publisher import Publisher
 from agent.ratelimit import RateLimitedLog
+from agent.records import SyncJob
 from agent.settings import AgentSettings
 from agent.spool import Position, Spool
 from agent.stats import AgentStats
@@ -41,6 +50,7 @@ from proto.telemetry import InvalidMessage, check_event
 
 log = logging.getLogger(__name__)
 HANDOFF_LIMIT = 10_000  # events queued from other threads while the loop is busy; beyond: refused
+SYNC_RETRY_S = 1.0      # a failed fsync is tried again after this long (and at every seal)
 
 
 def wall_clock_ms() -> int:
@@ -58,22 +68,25 @@ class Agent(EventHelpers):
         self.settings = settings
         self.stats = AgentStats()
         self._clock = clock or wall_clock_ms
+        self._io_log = RateLimitedLog(log, 60.0)
         s = settings.spool
-        self._spool = Spool(s.dir, max_bytes=s.max_bytes, fsync=s.fsync)
+        self._spool = Spool(s.dir, max_bytes=s.max_bytes, fsync=s.fsync, on_io_error=self._io_error)
         self._batcher = Batcher(settings.batch)
         self._publisher = Publisher(settings, self._spool, self.stats, clock_ms=self._clock,
                                     on_delivered=self._delivered)
-        self._publisher.release(self._spool.tail)  # a backlog from the last run goes out at once
+        self._publisher.release(self._spool.synced)  # a backlog from the last run goes out at once
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._commit_scheduled = False
+        self._commit_handle: asyncio.Handle | None = None     # a commit scheduled right after record()
+        self._retry_handle: asyncio.TimerHandle | None = None  # a commit after a failed fsync
+        self._syncing: asyncio.Future[None] | None = None    # the fsync running in a worker thread
+        self._sync_again = False                             # sealed while it ran: sync once more
         self._drained: list[asyncio.Future[None]] = []
         self._handoff: deque[list[Any]] = deque()
         self._handoff_lock = threading.Lock()
         self._reject_log = RateLimitedLog(log)
         self._drop_log = RateLimitedLog(log, 60.0)
-        self._io_log = RateLimitedLog(log, 60.0)
         self._dropped_seen = self._spool.dropped_events
         self._closed = False
         if self._spool.recovered_torn_bytes:
@@ -117,6 +130,13 @@ class Agent(EventHelpers):
     def connected(self) -> bool:
         return self._publisher.connected
 
+    async def commit(self) -> bool:
+        """Seal the open batch and wait until everything accepted so far is synced (publishable).
+        False if the fsync failed (counted; retried later, the events stay spooled)."""
+        self._take_handoff()
+        self._seal(commit=False)
+        return await self._sync_now()
+
     async def drain(self, timeout: float | None = None) -> bool:
         """Seal and publish everything now; wait until the spool is empty. False on timeout."""
         self._take_handoff()
@@ -156,15 +176,19 @@ class Agent(EventHelpers):
         if self._closed:
             return
         self._take_handoff()
-        self._closed = True
-        self._seal()
-        self._commit()
+        self._shut_handoff()
+        self._seal(commit=False)
+        await self._sync_now()
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
         if grace > 0 and not self._spool.empty:
             await self.drain(grace)
         await self._publisher.aclose()
-        if self._timer is not None:
-            self._timer.cancel()
+        for handle in (self._timer, self._commit_handle, self._retry_handle):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._commit_handle = self._retry_handle = None
+        if self._syncing is not None:  # started by drain(): let it finish before the spool closes
+            await asyncio.wait([self._syncing])
         self._spool.close()
         self._loop_thread = None
 
@@ -176,8 +200,8 @@ class Agent(EventHelpers):
                                  detail=detail[:200], rejected_total=self.stats.rejected)
         return False
 
-    def _accept(self, event: list[Any]) -> bool:
-        if self._closed:
+    def _accept(self, event: list[Any], *, handed_off: bool = False) -> bool:
+        if self._closed and not handed_off:
             self.stats.refused += 1
             return False
         try:
@@ -186,10 +210,8 @@ class Agent(EventHelpers):
             return self._reject("oversize", str(exc))
         except (TypeError, ValueError, OverflowError) as exc:  # extra trailing fields msgpack cannot encode
             return self._reject("unencodable", f"{type(exc).__name__}: {exc}")
-        except SpoolError as exc:  # disk full or gone: not accepted, and said so
+        except SpoolError:  # disk full or gone: not accepted, and said so (counted and logged in _io_error)
             self.stats.refused += 1
-            self._io_log.warning("spool write failed; event refused", device_id=self.settings.device.id,
-                                 error=str(exc), refused_total=self.stats.refused)
             return False
         self.stats.accepted += 1
         if self._spool.dropped_events != self._dropped_seen:
@@ -227,26 +249,90 @@ class Agent(EventHelpers):
         for event in events:
             self._accept(event)
 
+    def _shut_handoff(self) -> None:
+        """Stop accepting and spool what other threads handed off, atomically: a record() that
+        got past the closed check under the lock has queued its event before this takes it."""
+        with self._handoff_lock:
+            self._closed = True
+            events = list(self._handoff)
+            self._handoff.clear()
+        for event in events:
+            self._accept(event, handed_off=True)
+
+    def _io_error(self, what: str, exc: OSError) -> None:
+        self.stats.io_errors += 1
+        self._io_log.warning("spool I/O error", device_id=self.settings.device.id, operation=what,
+                             error=f"{type(exc).__name__}: {exc}"[:300], io_errors_total=self.stats.io_errors)
+
     # -- internals: sealing and delivery -----------------------------------------------------
 
-    def _seal(self) -> None:
+    def _seal(self, *, commit: bool = True) -> None:
         """Close the open batch; its events become publishable once synced (`_commit`)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._batcher.reset()
+        if not commit:
+            return
         if self._loop is None or self._loop_thread is None:
             self._commit()
-        elif not self._commit_scheduled:
-            # Not inside record(): the fsync runs on the loop right after the caller returns.
-            self._commit_scheduled = True
-            self._loop.call_soon(self._commit)
+        elif self._commit_handle is None:
+            # Not inside record(): the sync starts right after the caller returns.
+            self._commit_handle = self._loop.call_soon(self._commit)
 
     def _commit(self) -> None:
-        self._commit_scheduled = False
+        """Sync what was appended and release it for publishing. With a loop the fsync runs in
+        a worker thread (on dup'd fds; the loop goes on appending meanwhile) and the release
+        waits for it; a failure is counted and retried, never raised into the loop."""
+        self._commit_handle = None
+        if self._syncing is not None:
+            self._sync_again = True
+            return
+        job = self._spool.start_sync()
+        loop = self._loop
+        if job is None:
+            self._publisher.release(self._spool.synced)
+        elif loop is None or self._loop_thread is None:  # no loop (not entered yet, or closed): here
+            try:
+                job.run()
+            except OSError as exc:
+                self._spool.finish_sync(job, exc)
+                return
+            self._spool.finish_sync(job, None)
+            self._publisher.release(self._spool.synced)
+        else:
+            self._syncing = loop.run_in_executor(None, job.run)
+            self._syncing.add_done_callback(functools.partial(self._synced, job))
+
+    def _synced(self, job: SyncJob[Position], done: asyncio.Future[None]) -> None:
+        self._syncing = None
+        error = done.exception() if not done.cancelled() else asyncio.CancelledError()
+        self._spool.finish_sync(job, error)
+        self._publisher.release(self._spool.synced)
+        if error is not None:
+            if self._retry_handle is None and self._loop is not None and not self._closed:
+                self._retry_handle = self._loop.call_later(SYNC_RETRY_S, self._retry_commit)
+        elif self._sync_again:
+            self._sync_again = False
+            self._commit()
+
+    def _retry_commit(self) -> None:
+        self._retry_handle = None
+        self._commit()
+
+    async def _sync_now(self) -> bool:
+        """Sync everything appended so far and release it; False if the fsync failed."""
+        if self._commit_handle is not None:
+            self._commit_handle.cancel()
+            self._commit_handle = None
+        while self._syncing is not None:
+            await asyncio.wait([self._syncing])
         upto = self._spool.tail
-        self._spool.sync()
-        self._publisher.release(upto)
+        self._sync_again = False
+        self._commit()
+        while self._syncing is not None:
+            await asyncio.wait([self._syncing])
+        return self._spool.synced >= upto
 
     def _delivered(self) -> None:
         if self._spool.empty:

@@ -8,7 +8,17 @@ since firmware reports a view when it ends.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
+
+from proto.telemetry import KIND_BY_NAME
+
+_VIEW: Final = KIND_BY_NAME["view"].code
+_TUNE: Final = KIND_BY_NAME["tune"].code
+_EPG_CLICK: Final = KIND_BY_NAME["epg_click"].code
+_VOD_PLAY: Final = KIND_BY_NAME["vod_play"].code
+_POWER: Final = KIND_BY_NAME["power"].code
+_REC_IMPRESSION: Final = KIND_BY_NAME["rec_impression"].code
+_REC_CLICK: Final = KIND_BY_NAME["rec_click"].code
 
 
 class EventHelpers:
@@ -24,29 +34,29 @@ class EventHelpers:
              ts_ms: int | None = None) -> bool:
         """A finished stretch of live viewing; end_reason 0 tune-away, 1 standby, 2 programme end."""
         start = self.now_ms() - duration_s * 1000 if ts_ms is None else ts_ms
-        return self.record([1, start, channel_id, programme_id, duration_s, end_reason])
+        return self.record([_VIEW, start, channel_id, programme_id, duration_s, end_reason])
 
     def tune(self, from_channel: int, to_channel: int, method: int = 0, *, ts_ms: int | None = None) -> bool:
         """A channel change; method 0 digits, 1 up/down, 2 guide, 3 recommendation."""
-        return self.record([2, self._ts(ts_ms), from_channel, to_channel, method])
+        return self.record([_TUNE, self._ts(ts_ms), from_channel, to_channel, method])
 
     def epg_click(self, screen: str, action: str, programme_id: int = 0, *, ts_ms: int | None = None) -> bool:
-        return self.record([3, self._ts(ts_ms), screen, action, programme_id])
+        return self.record([_EPG_CLICK, self._ts(ts_ms), screen, action, programme_id])
 
     def vod_play(self, asset_id: str, position_s: int = 0, duration_s: int = 0, *,
                  ts_ms: int | None = None) -> bool:
-        return self.record([4, self._ts(ts_ms), asset_id, position_s, duration_s])
+        return self.record([_VOD_PLAY, self._ts(ts_ms), asset_id, position_s, duration_s])
 
     def power(self, state: int, *, ts_ms: int | None = None) -> bool:
         """state 0 off, 1 on, 2 standby."""
-        return self.record([5, self._ts(ts_ms), state])
+        return self.record([_POWER, self._ts(ts_ms), state])
 
     def rec_impression(self, request_id: str, model_version: str, programme_id: int, rank: int = 0, *,
                        ts_ms: int | None = None) -> bool:
-        return self.record([6, self._ts(ts_ms), request_id, model_version, programme_id, rank])
+        return self.record([_REC_IMPRESSION, self._ts(ts_ms), request_id, model_version, programme_id, rank])
 
     def rec_click(self, request_id: str, programme_id: int, rank: int = 0, *, ts_ms: int | None = None) -> bool:
-        return self.record([7, self._ts(ts_ms), request_id, programme_id, rank])
+        return self.record([_REC_CLICK, self._ts(ts_ms), request_id, programme_id, rank])
 
     def _ts(self, ts_ms: int | None) -> int:
         return self.now_ms() if ts_ms is None else ts_ms

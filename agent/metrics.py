@@ -31,6 +31,7 @@ class AgentCollector:
             "events_published": (s.events_published, "events in acknowledged batches"),
             "events_dropped": (spool.dropped_events, "unpublished events dropped because the spool was full"),
             "reconnects": (s.reconnects, "broker connections lost or attempts failed"),
+            "io_errors": (s.io_errors, "spool disk errors (full disk, I/O error), counted and survived"),
         }
         if self.ingest is not None:
             counters["datagrams_received"] = (self.ingest.received, "local datagrams accepted as events")

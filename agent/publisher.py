@@ -7,8 +7,14 @@ on a clean close. Up to `mqtt.inflight` batches are published at once, but the s
 moves only in publish order, as PUBACKs arrive, so a reconnect resends exactly what was not
 acknowledged, in order (the collector deduplicates by (device, seq)).
 
-`sent` is stamped when a batch is encoded for publishing, never when it was sealed: a
-batch replayed after an outage carries its real send time, which the collector's clock
+A resend is byte-identical to the first send. A batch is cut from the spool and stamped
+(household, firmware, `sent`) the first time it is published, and the cut is journalled
+(agent/journal.py) before the PUBLISH goes out; a resend from the head, after a reconnect
+or a restart, reuses the journalled cut exactly, even if the household, the firmware or
+the batch limits changed meanwhile.
+
+`sent` is stamped when a batch is first published, never when it was sealed: a batch
+replayed after an outage carries its real send time, which the collector's clock
 correction needs.
 """
 
@@ -24,11 +30,12 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
-from agent.batcher import next_batch
+from agent.batcher import consecutive, next_batch
+from agent.journal import Cut
 from agent.settings import AgentSettings
-from agent.spool import Position, Spool
+from agent.spool import Position, Record, Spool
 from agent.stats import AgentStats
-from proto.telemetry import encode_batch, topic_for
+from proto.telemetry import MAX_PAYLOAD_BYTES, encode_batch, topic_for
 from stbcommon.backoff import Backoff
 
 if TYPE_CHECKING:
@@ -40,6 +47,7 @@ _EXPECTED = (aiomqtt.MqttError, OSError, TimeoutError)  # a broker or network pr
 
 class _InFlight(NamedTuple):
     end: Position
+    seq_end: int     # the seq after its last event
     events: int
     task: asyncio.Task[None]
 
@@ -176,37 +184,61 @@ class Publisher:
     async def _pump(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
         """Publish from the spool head (all that is unacknowledged), keep the window full,
         acknowledge in order. A failed publish fails the task group: the connection ends."""
-        spool, policy, window = self._spool, self._settings.batch, self._settings.mqtt.inflight
+        spool, window = self._spool, self._settings.mqtt.inflight
         loop = asyncio.get_running_loop()
         cursor = spool.head
         inflight: deque[_InFlight] = deque()
         while True:
-            while inflight and inflight[0].task.done():
-                done = inflight.popleft()
-                done.task.result()
-                spool.ack(done.end)
-                self._stats.batches_published += 1
-                self._stats.events_published += done.events
+            if inflight and inflight[0].task.done():
+                while inflight and inflight[0].task.done():
+                    done = inflight.popleft()
+                    done.task.result()
+                    spool.ack(done.end)
+                    spool.journal.forget_before(done.seq_end)
+                    self._stats.batches_published += 1
+                    self._stats.events_published += done.events
+                spool.save_head()  # a hint: once per wake-up, not once per batch
                 self._on_delivered()
             cursor = max(cursor, spool.head)  # the oldest records may have been dropped (spool full)
             if len(inflight) < window and cursor < self._released:
-                records = next_batch(spool, cursor, self._released, policy)
-                if records:
-                    d = self._settings.device
-                    payload = encode_batch(device_id=d.id, household_id=d.household_id, firmware=d.firmware,
-                                           seq0=records[0].seq, sent_ms=self._clock_ms(),
-                                           events=[r.event for r in records])
+                batch = self._next_payload(cursor)
+                if batch is not None:
+                    records, payload = batch
                     task = tg.create_task(
                         client.publish(self.topic, payload, qos=1, timeout=self._settings.mqtt.publish_timeout_s),
                         name=f"agent-{self._device}-publish-{records[0].seq}")
                     cursor = records[-1].end
-                    inflight.append(_InFlight(cursor, len(records), task))
+                    inflight.append(_InFlight(cursor, records[-1].seq + 1, len(records), task))
                     continue
                 cursor = self._released
             self._wake = loop.create_future()
             await asyncio.wait([self._wake, *([inflight[0].task] if inflight else [])],
                                return_when=asyncio.FIRST_COMPLETED)
             self._wake = None
+
+    def _next_payload(self, cursor: Position) -> tuple[list[Record], bytes] | None:
+        """The next batch from `cursor` and its payload: as journalled if it was published
+        before (same records, same header: the same bytes), else cut and journalled now."""
+        spool = self._spool
+        records = next_batch(spool, cursor, self._released, self._settings.batch)
+        if not records:
+            return None
+        if cursor == spool.head:
+            spool.journal.forget_before(records[0].seq)  # entries of batches acknowledged before a restart
+        cut = spool.journal.get(records[0].seq)
+        if cut is not None and cut.events != len(records):
+            again = spool.read(cursor, self._released, cut.events, MAX_PAYLOAD_BYTES // 2)
+            if len(again) == cut.events and consecutive(again):
+                records = again
+            else:
+                cut = None  # not all there (dropped when the spool was full): cut afresh
+        if cut is None:
+            d = self._settings.device
+            cut = Cut(records[0].seq, len(records), self._clock_ms(), d.household_id, d.firmware)
+            spool.journal.add(cut)  # before the PUBLISH leaves
+        payload = encode_batch(device_id=self._device, household_id=cut.household_id, firmware=cut.firmware,
+                               seq0=cut.seq0, sent_ms=cut.sent_ms, events=[r.event for r in records])
+        return records, payload
 
     def _make_client(self) -> aiomqtt.Client:
         m = self._settings.mqtt

@@ -4,8 +4,9 @@ Layout of the spool folder:
 
     00000000000000001530.seg   segment files, named by the seq of their first record
     head                       "SEGMENT OFFSET": everything before it is acknowledged
+    sent                       the sent-journal: how published batches were cut (agent/journal.py)
 
-A record is `[u32 length][u32 crc32(body)][body]`, little-endian, body = msgpack
+A record is `[u32 length][u32 crc32(body)][body]` (agent/records.py), body = msgpack
 `[seq, event]`. Every accepted event is appended at once (one `write()`, so a killed
 process loses nothing); a record stays until the broker has acknowledged the batch that
 carried it. Then the head moves past it and fully acknowledged segments are deleted.
@@ -13,25 +14,37 @@ carried it. Then the head moves past it and fully acknowledged segments are dele
 Why it is safe:
 - A power cut can tear only unsynced records at a segment's end. On open, every segment's
   records are checked (length, CRC) and a torn or corrupt tail is cut off; nothing before
-  it is touched.
+  it is touched. What survives is fsynced before it may be published.
 - Sequence numbers never repeat. The next seq is derived from the newest record (or the
   newest segment's name, which is the seq its first record gets), so a restart after a
   kill continues without a gap. Under the "batch" and "event" policies only fsynced
-  records are ever published (the agent publishes up to `synced`), so an unsynced record
-  lost in a power cut was never seen and its seq may be given again. A cut tail still
-  skips as many seqs as it could have held, in case it held published records (bit rot).
+  records are ever published (up to `synced`), so an unsynced record lost in a power cut
+  was never seen. A cut tail still skips as many seqs as it could have held, in case it
+  held published records (bit rot); a seq whose bytes may have reached the file is never
+  given again, even if the write failed (skipping is fine: batches end at seq gaps).
 - `head` is a hint and is never fsynced: if it is lost or stale, unacknowledged-looking
   records are published again and the collector deduplicates them by (device, seq).
 - Bounded: when the segment files exceed `max_bytes`, the oldest segment is deleted and
   its unacknowledged records are counted in `dropped_events`.
+
+Disk errors (full disk, EIO) never corrupt it and never escape except as `SpoolError` from
+`append` (the event was not taken) or `sync`: each is counted in `io_errors` and reported
+to `on_io_error`. The in-memory sizes follow the files as soon as bytes may have reached
+them: a record whose write failed is cut off again, and if even that fails the rest of
+its segment is marked junk and the next record starts a new segment. A failed fsync under
+the "event" policy cuts the record off and refuses the event, or, if the cut fails too,
+keeps it for the next sync. A failed `head` write is counted and ignored.
+
+fsync: `sync()` blocks; `start_sync()` hands the same work to a `SyncJob` that may run in a
+worker thread (the agent does that under the "batch" policy), `finish_sync()` takes its
+result back on the owner's thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import struct
-import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -39,11 +52,12 @@ from typing import Any, NamedTuple
 import msgpack
 
 from agent.errors import RecordTooLarge, SpoolError
+from agent.journal import SentJournal
+from agent.records import HEADER, HEADER_BYTES, MAX_RECORD_BYTES, SyncJob, frame, fsync_folder, scan
 from agent.settings import normalize_fsync
 
-_HEADER = struct.Struct("<II")
-HEADER_BYTES = _HEADER.size
-MAX_RECORD_BYTES = 8 * 1024   # a valid wire event is under 3 KiB; this bounds what a read must fetch
+__all__ = ["HEADER_BYTES", "MAX_RECORD_BYTES", "Position", "Record", "Spool"]
+
 MIN_RECORD_BYTES = 13         # header + msgpack [seq, [kind, ts]]: used to bound seqs in a cut tail
 MAX_SEGMENT_BYTES = 256 * 1024
 
@@ -66,31 +80,38 @@ class Record:
 
 @dataclass(slots=True)
 class _Segment:
-    size: int = 0
+    size: int = 0    # bytes of whole records
     count: int = 0
+    junk: int = 0    # bytes of a failed write that could not be cut off: nothing is appended after them
 
 
 class Spool:
-    """Not thread-safe: the agent uses it from its event loop only."""
+    """Not thread-safe: the agent uses it from its event loop only (a SyncJob may run elsewhere)."""
 
     def __init__(self, folder: str | Path, *, max_bytes: int = 8 * 1024 * 1024,
-                 fsync: str | bool = "batch") -> None:
+                 fsync: str | bool = "batch", on_io_error: Callable[[str, OSError], None] | None = None) -> None:
         self.folder = Path(folder)
         self.max_bytes = max_bytes
         self.policy = normalize_fsync(fsync)
         self.segment_bytes = max(4096, min(MAX_SEGMENT_BYTES, max_bytes // 8))
         self.dropped_events = 0          # unacknowledged events deleted because the spool was full
         self.recovered_torn_bytes = 0    # bytes cut off torn or corrupt segment tails at open
+        self.io_errors = 0               # failed writes, fsyncs, truncations, head writes, deletions
+        self.on_io_error = on_io_error
         self._segments: dict[int, _Segment] = {}
         self._disk_bytes = 0
         self._fd: int | None = None      # the tail segment, opened at the first append
-        self._dirty = False              # written since the last fsync
+        self._dirty = False              # the tail written since its last fsync
+        self._unsynced: list[int] = []   # owned fds of other files waiting for an fsync
+        self._head_saved = True
         self._next_seq = 0
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._head = self._recover()
+            self.journal = SentJournal(self.folder, self._io_error)
         except OSError as exc:
             raise SpoolError(f"spool folder {self.folder} is not usable: {exc}", path=str(self.folder)) from exc
+        self._synced = self._head if self._unsynced else self.tail
 
     # -- state -------------------------------------------------------------------------------
 
@@ -105,6 +126,11 @@ class Spool:
         last = max(self._segments)
         seg = self._segments[last]
         return Position(last, seg.size, seg.count)
+
+    @property
+    def synced(self) -> Position:
+        """Records before this are durable (under the "off" policy: written), so publishable."""
+        return self.tail if self.policy == "off" else min(self._synced, self.tail)
 
     @property
     def empty(self) -> bool:
@@ -138,33 +164,81 @@ class Spool:
         """Write one event (one write() call); returns (seq, bytes on disk).
 
         Raises RecordTooLarge (or TypeError/ValueError/OverflowError for values msgpack cannot
-        encode) before writing anything, SpoolError when the write fails (nothing is left behind)."""
+        encode) before writing anything, SpoolError when the event could not be kept (disk
+        full, I/O error; counted; no partial record is left in front of later ones)."""
         seq = self._next_seq
         body = msgpack.packb([seq, event], use_bin_type=True)
         size = HEADER_BYTES + len(body)
         if size > MAX_RECORD_BYTES:
             raise RecordTooLarge(size, MAX_RECORD_BYTES)
         last = max(self._segments)
-        if self._segments[last].size and self._segments[last].size + size > self.segment_bytes:
-            last = self._roll()
         seg = self._segments[last]
-        self._write(last, seg.size, _HEADER.pack(len(body), zlib.crc32(body)) + body)
-        self._dirty = True
-        if self.policy == "event":
-            self.sync()
+        if seg.junk or (seg.size and seg.size + size > self.segment_bytes):
+            last = self._roll()
+            seg = self._segments[last]
+        offset = seg.size
+        self._write(last, seg, frame(body))
+        # The bytes are in the file: from here on memory says so, and the seq is spent.
         seg.size += size
         seg.count += 1
         self._disk_bytes += size
         self._next_seq = seq + 1
+        self._dirty = True
+        if self.policy == "event":
+            try:
+                self.sync()
+            except SpoolError:
+                if self._truncate_tail(offset):  # refused: the caller is told, the seq stays spent
+                    seg.size, seg.count = offset, seg.count - 1
+                    self._disk_bytes -= size
+                    raise
+                # Neither durable nor removable: keep it; the next sync retries (and publishes it).
         if self._disk_bytes > self.max_bytes:
             self._drop_oldest()
         return seq, size
 
     def sync(self) -> None:
-        """fsync what was appended since the last sync (a no-op under the "off" policy)."""
-        if self._dirty and self._fd is not None and self.policy != "off":
-            os.fsync(self._fd)
-        self._dirty = False
+        """fsync what was appended since the last sync (a no-op under the "off" policy).
+
+        SpoolError if it failed (counted); what was not synced is retried by the next sync."""
+        job = self.start_sync()
+        if job is None:
+            return
+        try:
+            job.run()
+        except OSError as exc:
+            self.finish_sync(job, exc)
+            raise SpoolError(f"cannot fsync the spool in {self.folder}: {exc}", path=str(self.folder)) from exc
+        self.finish_sync(job, None)
+
+    def start_sync(self) -> SyncJob[Position] | None:
+        """The fsyncs that make everything written so far durable, as a job that may run in
+        another thread (None when there is nothing to do). Hand it back with finish_sync()."""
+        if self.policy == "off":
+            return None
+        fds, self._unsynced = self._unsynced, []
+        fds += self.journal.take_unsynced()
+        if self._dirty and self._fd is not None:
+            try:
+                fds.append(os.dup(self._fd))
+            except OSError as exc:  # out of fds: try again at the next sync
+                self._unsynced = fds
+                self._io_error("dup for fsync", exc)
+                return None
+            self._dirty = False
+        if not fds:
+            self._synced = max(self._synced, self.tail)
+            return None
+        return SyncJob(fds, self.tail)
+
+    def finish_sync(self, job: SyncJob[Position], error: BaseException | None) -> None:
+        """Take a job's outcome: move `synced`, or count the failure and keep its fds for the next sync."""
+        if error is None:
+            self._synced = max(self._synced, job.upto)
+            return
+        self._unsynced[:0] = job.fds
+        job.fds = []
+        self._io_error("fsync", error if isinstance(error, OSError) else OSError(str(error)))
 
     def read(self, start: Position, stop: Position, max_records: int, max_bytes: int) -> list[Record]:
         """Records from `start` up to `stop`, in order, within the limits (at least one if any)."""
@@ -181,7 +255,7 @@ class Spool:
                 data = f.read(min(end - begin, max_bytes - total + MAX_RECORD_BYTES))
             pos = 0
             while pos + HEADER_BYTES <= len(data):
-                length, _crc = _HEADER.unpack_from(data, pos)
+                length, _crc = HEADER.unpack_from(data, pos)
                 size = HEADER_BYTES + length
                 if pos + size > len(data):
                     break
@@ -197,7 +271,8 @@ class Spool:
         return out
 
     def ack(self, end: Position) -> None:
-        """Everything before `end` is delivered: move the head, delete finished segments."""
+        """Everything before `end` is delivered: move the head, delete finished segments.
+        The head file is written by `save_head()` (once per wake-up is enough: it is a hint)."""
         if end <= self._head:
             return  # already acknowledged, or dropped while its batch was in flight
         seg = self._segments.get(end.segment)
@@ -205,17 +280,46 @@ class Spool:
             later = min(n for n in self._segments if n > end.segment)
             end = Position(later, 0, 0)  # a finished segment: the head moves into the next one
         self._head = end
+        self._head_saved = False
         for number in [n for n in self._segments if n < end.segment]:
             self._delete(number)
-        self._write_head()
+
+    def save_head(self) -> None:
+        """Write the head file if the head moved; a failure is counted and ignored (it is a hint)."""
+        if self._head_saved:
+            return
+        tmp = self.folder / ".head.tmp"
+        try:
+            tmp.write_text(f"{self._head.segment} {self._head.offset}")
+            os.replace(tmp, self.folder / "head")
+        except OSError as exc:
+            self._io_error("write head", exc)
+            return
+        self._head_saved = True
 
     def close(self) -> None:
-        """Flush and close; the spool can be opened again by a new Spool (or used again: files reopen)."""
-        self._close_tail()
-        with contextlib.suppress(OSError):
-            self._write_head()
+        """Sync, save the head and close; a new Spool can open the folder (or this one is used
+        again: files reopen). A failed sync is counted; the data stays for the OS to write back."""
+        with contextlib.suppress(SpoolError):
+            self.sync()
+        for fd in ([self._fd] if self._fd is not None else []) + self._unsynced:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fd, self._unsynced, self._dirty = None, [], False
+        self.journal.close()
+        self._head_saved = False  # at close always: a fresh folder gets its head file too
+        self.save_head()
 
     # -- internals -------------------------------------------------------------------------
+
+    def _io_error(self, what: str, exc: OSError) -> None:
+        self.io_errors += 1
+        if self.on_io_error is not None:
+            self.on_io_error(what, exc)
+
+    def _fail(self, what: str, exc: OSError) -> SpoolError:
+        self._io_error(what, exc)
+        return SpoolError(f"cannot {what} in {self.folder}: {exc}", path=str(self.folder))
 
     def _drop_oldest(self) -> None:
         """Delete the oldest segments until the files fit; the tail segment always stays."""
@@ -226,60 +330,78 @@ class Spool:
             self._delete(oldest)
             if self._head.segment <= oldest:
                 self._head = Position(min(self._segments), 0, 0)
-        self._write_head()
+                self._head_saved = False
+        self.save_head()
 
     def _roll(self) -> int:
-        """Start a new tail segment, named by the seq its first record will get."""
-        self._close_tail()
+        """Start a new tail segment, named by the seq its first record will get.
+
+        SpoolError (counted) if it cannot be created durably; then nothing changed. The old
+        tail is not fsynced here: its fd waits for the next sync (which may run off the loop)."""
         number = self._next_seq
-        self._path(number).touch()
+        path = self._path(number)
+        try:
+            path.touch()
+        except OSError as exc:
+            raise self._fail("create a segment", exc) from exc
+        if self.policy != "off":
+            try:  # the new name must be durable before any older segment (and the seqs it proves) is deleted
+                fsync_folder(self.folder)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    path.unlink()  # left behind, an empty segment named by an unused seq is harmless
+                raise self._fail("fsync the spool folder", exc) from exc
+        if self._fd is not None:
+            if self._dirty:
+                self._unsynced.append(self._fd)
+            else:
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+            self._fd, self._dirty = None, False
         self._segments[number] = _Segment()
-        # The new name must be durable before any older segment (and the seqs it proves) is deleted.
-        self._sync_dir()
         return number
 
-    def _write(self, number: int, size: int, record: bytes) -> None:
+    def _write(self, number: int, seg: _Segment, record: bytes) -> None:
         """Append one record with one write(); on failure (disk full) cut it off again, so a
-        half-written record never sits in front of later ones."""
-        if self._fd is None:
-            self._fd = os.open(self._path(number), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        half-written record never sits in front of later ones, and raise SpoolError."""
         try:
+            if self._fd is None:
+                self._fd = os.open(self._path(number), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             written = os.write(self._fd, record)
-            if written != len(record):
-                raise OSError(f"short write: {written} of {len(record)} bytes")
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, size)
-            raise SpoolError(f"cannot append to {self._path(number)}: {exc}", path=str(self.folder)) from exc
+        except OSError as exc:  # nothing was written (a failing write() transfers no bytes)
+            raise self._fail(f"append to {self._path(number).name}", exc) from exc
+        if written == len(record):
+            return
+        # A short write: part of the record is in the file. Its seq is spent either way.
+        self._next_seq += 1
+        if not self._truncate_tail(seg.size):
+            seg.junk += written  # memory follows the file; the next record starts a new segment
+            self._disk_bytes += written
+        raise self._fail(f"append to {self._path(number).name}",
+                         OSError(f"short write: {written} of {len(record)} bytes (disk full?)"))
 
-    def _close_tail(self) -> None:
-        if self._fd is not None:
-            self.sync()
-            os.close(self._fd)
-            self._fd = None
+    def _truncate_tail(self, size: int) -> bool:
+        """Cut the tail segment's file back to `size` bytes; False (counted) if that fails."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError as exc:
+            self._io_error("cut off a failed record", exc)
+            return False
+        return True
 
     def _delete(self, number: int) -> None:
         seg = self._segments.pop(number)
-        self._disk_bytes -= seg.size
-        with contextlib.suppress(FileNotFoundError):
+        self._disk_bytes -= seg.size + seg.junk
+        try:
             self._path(number).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # left on disk; the next start deletes it (it is before the head)
+            self._io_error(f"delete {self._path(number).name}", exc)
 
     def _path(self, number: int) -> Path:
         return self.folder / f"{number:020d}.seg"
-
-    def _sync_dir(self) -> None:
-        if self.policy == "off":
-            return
-        fd = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def _write_head(self) -> None:
-        tmp = self.folder / ".head.tmp"
-        tmp.write_text(f"{self._head.segment} {self._head.offset}")
-        os.replace(tmp, self.folder / "head")
 
     def _read_head(self) -> tuple[int, int] | None:
         try:
@@ -289,7 +411,7 @@ class Spool:
         return (segment, offset) if segment >= 0 and offset >= 0 else None
 
     def _recover(self) -> Position:
-        """Check every segment, cut torn tails, find the head and the next seq."""
+        """Check every segment, cut torn tails, find the head and the next seq; fsync what is kept."""
         numbers = sorted(int(p.name[:-4]) for p in self.folder.glob("*.seg") if p.name[:-4].isdigit())
         saved = self._read_head()
         head_segment = saved[0] if saved else (numbers[0] if numbers else 0)
@@ -300,13 +422,14 @@ class Spool:
             if number < head_segment and number != numbers[-1]:
                 self._path(number).unlink()  # fully acknowledged before the crash
                 continue
-            boundaries, last_seq, size = _scan(self._path(number))
+            boundaries, last_seq, size = _scan_segment(self._path(number))
             valid = boundaries[-1]
             if valid < size:
                 cut += size - valid
                 with self._path(number).open("r+b") as f:
                     f.truncate(valid)
-                    os.fsync(f.fileno())
+            if self.policy != "off":
+                self._sync_recovered(number)
             self._segments[number] = _Segment(valid, len(boundaries) - 1)
             self._disk_bytes += valid
             if last_seq >= 0:
@@ -321,7 +444,8 @@ class Spool:
         if not self._segments:
             self._segments[next_seq] = _Segment()
             self._path(next_seq).touch()
-            self._sync_dir()
+            if self.policy != "off":
+                fsync_folder(self.folder)
         if head is None:  # everything on disk was acknowledged: the head is at the tail
             head = self.tail
         self.recovered_torn_bytes = cut
@@ -329,23 +453,27 @@ class Spool:
         self._next_seq = next_seq + (cut // MIN_RECORD_BYTES + 1 if cut else 0)
         return head
 
+    def _sync_recovered(self, number: int) -> None:
+        """Records found at open are published at once: make them durable first (a killed
+        agent may have left them in the page cache only). A failure leaves them to the next sync."""
+        fd = os.open(self._path(number), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            self._unsynced.append(fd)
+            self._io_error("fsync a recovered segment", exc)
+            return
+        os.close(fd)
 
-def _scan(path: Path) -> tuple[list[int], int, int]:
+
+def _scan_segment(path: Path) -> tuple[list[int], int, int]:
     """Record boundaries of the intact prefix (starting with 0), the last intact seq, the file size."""
     data = path.read_bytes()
-    boundaries, pos, last_body = [0], 0, b""
-    while pos + HEADER_BYTES <= len(data):
-        length, crc = _HEADER.unpack_from(data, pos)
-        body = data[pos + HEADER_BYTES: pos + HEADER_BYTES + length]
-        if length > MAX_RECORD_BYTES or len(body) < length or zlib.crc32(body) != crc:
-            break
-        pos += HEADER_BYTES + length
-        boundaries.append(pos)
-        last_body = body
+    boundaries, bodies = scan(data)
     last_seq = -1
-    if last_body:
+    if bodies:
         try:
-            last_seq = int(msgpack.unpackb(last_body, raw=False)[0])
+            last_seq = int(msgpack.unpackb(bodies[-1], raw=False)[0])
         except (ValueError, TypeError, IndexError, msgpack.UnpackException):
             raise SpoolError(f"{path}: a record with a valid CRC does not decode", path=str(path)) from None
     return boundaries, last_seq, len(data)

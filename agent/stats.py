@@ -13,10 +13,11 @@ from dataclasses import dataclass, fields
 class AgentStats:
     accepted: int = 0            # events taken into the spool
     rejected: int = 0            # events that break the wire contract (or encode too large)
-    refused: int = 0             # valid events not taken: agent closed, or the cross-thread queue full
+    refused: int = 0             # valid events not taken: agent closed, cross-thread queue full, disk error
     batches_published: int = 0   # batches the broker acknowledged (PUBACK)
     events_published: int = 0
     reconnects: int = 0          # connections lost or attempts failed
+    io_errors: int = 0           # spool disk errors (full disk, EIO): writes, fsyncs, head and journal writes
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -80,19 +80,21 @@ async def test_seals_by_count_and_fsyncs_once_per_batch(tmp_path: Path, monkeypa
         for i in range(25):
             agent.record([5, NOW + i, 1])
         assert agent.sealed.before == 0 and fsyncs == []  # record() itself never fsyncs
-        await asyncio.sleep(0)
-        assert len(fsyncs) == 1
+        assert await agent.commit()  # waits for the fsync the seals started (in a worker thread)
+        assert len(fsyncs) == 1  # two sealed batches and the open one: one fsync
         assert agent.sealed.before == 25  # everything written before the fsync is publishable
         assert agent.spool.pending_events == 25
 
 
 async def test_seals_by_age(tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
     async with Agent(settings(tmp_path, max_events=1000, max_age_s=0.1)) as agent:
+        recorded_at = loop.time()
         agent.record([5, NOW, 1])
-        await asyncio.sleep(0.05)
-        assert agent.sealed.before == 0
-        await asyncio.sleep(0.15)
-        assert agent.sealed.before == 1
+        while agent.sealed.before == 0:
+            assert loop.time() - recorded_at < 10
+            await asyncio.sleep(0.01)
+        assert loop.time() - recorded_at >= 0.1  # not before its age limit (a timer never fires early)
 
 
 async def test_records_from_other_threads_are_handed_to_the_loop(tmp_path: Path) -> None:
@@ -107,7 +109,7 @@ async def test_records_from_other_threads_are_handed_to_the_loop(tmp_path: Path)
             t.start()
         for t in threads:
             await asyncio.to_thread(t.join)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the last hand-off callback was queued before the last join returned
         assert results == [True] * 2000
         assert agent.stats.accepted == 2000 == agent.spool.pending_events
         stamps = sorted(r.event[1] for r in agent.spool.read(agent.spool.head, agent.spool.tail, 10**6, 1 << 30))
@@ -117,12 +119,17 @@ async def test_records_from_other_threads_are_handed_to_the_loop(tmp_path: Path)
 async def test_a_full_hand_off_queue_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(core_module, "HANDOFF_LIMIT", 10)
     async with Agent(settings(tmp_path)) as agent:
-        def burst() -> list[bool]:  # the loop is blocked in to_thread's await: nothing drains the queue
-            return [agent.record([5, NOW + i, 1]) for i in range(15)]
+        results: list[bool] = []
+        burst_done = threading.Event()
 
-        results = await asyncio.to_thread(burst)
+        def burst() -> None:
+            results.extend(agent.record([5, NOW + i, 1]) for i in range(15))
+            burst_done.set()
+
+        threading.Thread(target=burst).start()
+        assert burst_done.wait(10)  # blocks the loop for real: nothing drains the queue meanwhile
         assert results == [True] * 10 + [False] * 5
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the hand-off callback was queued before this task resumes
         assert agent.stats.accepted == 10 and agent.stats.refused == 5
 
 
@@ -135,6 +142,36 @@ async def test_closed_agent_refuses_and_keeps_what_it_had(tmp_path: Path) -> Non
     reopened = Spool(tmp_path / "spool")
     assert reopened.pending_events == 7
     reopened.close()
+
+
+async def test_a_record_racing_aclose_is_kept_or_refused_never_lost(tmp_path: Path) -> None:
+    """Forces the interleaving: another thread's record() runs right after aclose() took the
+    hand-off queue for the last time (old code: before it set `closed`), and returns True."""
+    agent = Agent(settings(tmp_path))
+    await agent.__aenter__()
+    for i in range(3):
+        assert agent.record([5, NOW + i, 1])
+    raced: list[bool] = []
+    take = agent._take_handoff
+
+    def take_then_race() -> None:
+        take()
+        if not raced:
+            t = threading.Thread(target=lambda: raced.append(agent.record([5, NOW + 99, 1])))
+            t.start()
+            t.join()
+
+    agent._take_handoff = take_then_race  # type: ignore[method-assign]
+    await agent.aclose()
+    for _ in range(3):
+        await asyncio.sleep(0)  # any hand-off callback still queued runs now
+    assert raced == [True] or raced == [False]
+    reopened = Spool(tmp_path / "spool")
+    kept = [r.event[1] - NOW for r in reopened.read(reopened.head, reopened.tail, 100, 1 << 20)]
+    reopened.close()
+    assert kept == ([0, 1, 2, 99] if raced == [True] else [0, 1, 2])  # accepted means kept
+    assert agent.stats.accepted == len(kept) and agent.stats.refused == (raced == [False])
+    assert not agent.record([5, NOW + 100, 1])  # closed: refused from any thread
 
 
 def test_recorded_before_start_is_kept(tmp_path: Path) -> None:
