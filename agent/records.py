@@ -15,14 +15,36 @@ import contextlib
 import os
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 HEADER = struct.Struct("<II")
 HEADER_BYTES = HEADER.size
 MAX_RECORD_BYTES = 8 * 1024   # a valid wire event is under 3 KiB; this bounds what a read must fetch
 
 P = TypeVar("P")
+
+
+class Position(NamedTuple):
+    """A record boundary: `before` records precede `offset` in `segment`. Ordered like the log."""
+
+    segment: int
+    offset: int
+    before: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    seq: int
+    event: list[Any]
+    size: int        # bytes on disk, header included
+    end: Position    # where the next record starts
+
+
+def segment_path(folder: Path, number: int) -> Path:
+    """Segments are named by the seq of their first record."""
+    return folder / f"{number:020d}.seg"
 
 
 def frame(body: bytes) -> bytes:

@@ -12,16 +12,15 @@ process loses nothing); a record stays until the broker has acknowledged the bat
 carried it. Then the head moves past it and fully acknowledged segments are deleted.
 
 Why it is safe:
-- A power cut can tear only unsynced records at a segment's end. On open, every segment's
-  records are checked (length, CRC) and a torn or corrupt tail is cut off; nothing before
-  it is touched. What survives is fsynced before it may be published.
-- Sequence numbers never repeat. The next seq is derived from the newest record (or the
-  newest segment's name, which is the seq its first record gets), so a restart after a
-  kill continues without a gap. Under the "batch" and "event" policies only fsynced
-  records are ever published (up to `synced`), so an unsynced record lost in a power cut
-  was never seen. A cut tail still skips as many seqs as it could have held, in case it
-  held published records (bit rot); a seq whose bytes may have reached the file is never
-  given again, even if the write failed (skipping is fine: batches end at seq gaps).
+- A power cut can tear only unsynced records at a segment's end; on open (agent/recovery.py)
+  a torn or corrupt tail is cut off, nothing before it is touched, and what is kept is
+  fsynced before it may be published.
+- Sequence numbers never repeat: the next seq follows the newest record or the newest
+  segment's name. Under the "batch" and "event" policies only fsynced records are ever
+  published (up to `synced`), so an unsynced record lost in a power cut was never seen. A
+  cut tail skips as many seqs as it could have held, and a seq whose bytes may have
+  reached the file is never given again, even if its write failed (skipping is fine:
+  batches end at seq gaps).
 - `head` is a hint and is never fsynced: if it is lost or stale, unacknowledged-looking
   records are published again and the collector deduplicates them by (device, seq).
 - Bounded: when the segment files exceed `max_bytes`, the oldest segment is deleted and
@@ -47,35 +46,29 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgpack
 
 from agent.errors import RecordTooLarge, SpoolError
 from agent.journal import SentJournal
-from agent.records import HEADER, HEADER_BYTES, MAX_RECORD_BYTES, SyncJob, frame, fsync_folder, scan
+from agent.records import (
+    HEADER,
+    HEADER_BYTES,
+    MAX_RECORD_BYTES,
+    Position,
+    Record,
+    SyncJob,
+    frame,
+    fsync_folder,
+    segment_path,
+)
+from agent.recovery import recover
 from agent.settings import normalize_fsync
 
 __all__ = ["HEADER_BYTES", "MAX_RECORD_BYTES", "Position", "Record", "Spool"]
 
-MIN_RECORD_BYTES = 13         # header + msgpack [seq, [kind, ts]]: used to bound seqs in a cut tail
 MAX_SEGMENT_BYTES = 256 * 1024
-
-
-class Position(NamedTuple):
-    """A record boundary: `before` records precede `offset` in `segment`. Ordered like the log."""
-
-    segment: int
-    offset: int
-    before: int
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    seq: int
-    event: list[Any]
-    size: int        # bytes on disk, header included
-    end: Position    # where the next record starts
 
 
 @dataclass(slots=True)
@@ -95,22 +88,23 @@ class Spool:
         self.policy = normalize_fsync(fsync)
         self.segment_bytes = max(4096, min(MAX_SEGMENT_BYTES, max_bytes // 8))
         self.dropped_events = 0          # unacknowledged events deleted because the spool was full
-        self.recovered_torn_bytes = 0    # bytes cut off torn or corrupt segment tails at open
         self.io_errors = 0               # failed writes, fsyncs, truncations, head writes, deletions
         self.on_io_error = on_io_error
-        self._segments: dict[int, _Segment] = {}
-        self._disk_bytes = 0
         self._fd: int | None = None      # the tail segment, opened at the first append
         self._dirty = False              # the tail written since its last fsync
-        self._unsynced: list[int] = []   # owned fds of other files waiting for an fsync
         self._head_saved = True
-        self._next_seq = 0
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._head = self._recover()
+            found = recover(self.folder, self.policy, self._io_error)
             self.journal = SentJournal(self.folder, self._io_error)
         except OSError as exc:
             raise SpoolError(f"spool folder {self.folder} is not usable: {exc}", path=str(self.folder)) from exc
+        self.recovered_torn_bytes = found.torn_bytes  # cut off torn or corrupt segment tails at open
+        self._segments = {n: _Segment(size, count) for n, (size, count) in found.segments.items()}
+        self._disk_bytes = sum(seg.size for seg in self._segments.values())
+        self._head = found.head
+        self._next_seq = found.next_seq
+        self._unsynced = found.unsynced  # owned fds of other files waiting for an fsync
         self._synced = self._head if self._unsynced else self.tail
 
     # -- state -------------------------------------------------------------------------------
@@ -401,79 +395,4 @@ class Spool:
             self._io_error(f"delete {self._path(number).name}", exc)
 
     def _path(self, number: int) -> Path:
-        return self.folder / f"{number:020d}.seg"
-
-    def _read_head(self) -> tuple[int, int] | None:
-        try:
-            segment, offset = (int(x) for x in (self.folder / "head").read_text().split())
-        except (OSError, ValueError, UnicodeDecodeError):
-            return None
-        return (segment, offset) if segment >= 0 and offset >= 0 else None
-
-    def _recover(self) -> Position:
-        """Check every segment, cut torn tails, find the head and the next seq; fsync what is kept."""
-        numbers = sorted(int(p.name[:-4]) for p in self.folder.glob("*.seg") if p.name[:-4].isdigit())
-        saved = self._read_head()
-        head_segment = saved[0] if saved else (numbers[0] if numbers else 0)
-        next_seq = numbers[-1] if numbers else 0
-        cut = 0
-        head: Position | None = None
-        for number in numbers:
-            if number < head_segment and number != numbers[-1]:
-                self._path(number).unlink()  # fully acknowledged before the crash
-                continue
-            boundaries, last_seq, size = _scan_segment(self._path(number))
-            valid = boundaries[-1]
-            if valid < size:
-                cut += size - valid
-                with self._path(number).open("r+b") as f:
-                    f.truncate(valid)
-            if self.policy != "off":
-                self._sync_recovered(number)
-            self._segments[number] = _Segment(valid, len(boundaries) - 1)
-            self._disk_bytes += valid
-            if last_seq >= 0:
-                next_seq = max(next_seq, last_seq + 1)
-            if head is None and number >= head_segment:
-                if number == head_segment and saved is not None:
-                    # The greatest record boundary not after the saved offset (a torn tail may have gone).
-                    index = max(i for i, b in enumerate(boundaries) if b <= saved[1])
-                    head = Position(number, boundaries[index], index)
-                else:
-                    head = Position(number, 0, 0)
-        if not self._segments:
-            self._segments[next_seq] = _Segment()
-            self._path(next_seq).touch()
-            if self.policy != "off":
-                fsync_folder(self.folder)
-        if head is None:  # everything on disk was acknowledged: the head is at the tail
-            head = self.tail
-        self.recovered_torn_bytes = cut
-        # A cut tail may have held published records: never give their seqs again.
-        self._next_seq = next_seq + (cut // MIN_RECORD_BYTES + 1 if cut else 0)
-        return head
-
-    def _sync_recovered(self, number: int) -> None:
-        """Records found at open are published at once: make them durable first (a killed
-        agent may have left them in the page cache only). A failure leaves them to the next sync."""
-        fd = os.open(self._path(number), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            self._unsynced.append(fd)
-            self._io_error("fsync a recovered segment", exc)
-            return
-        os.close(fd)
-
-
-def _scan_segment(path: Path) -> tuple[list[int], int, int]:
-    """Record boundaries of the intact prefix (starting with 0), the last intact seq, the file size."""
-    data = path.read_bytes()
-    boundaries, bodies = scan(data)
-    last_seq = -1
-    if bodies:
-        try:
-            last_seq = int(msgpack.unpackb(bodies[-1], raw=False)[0])
-        except (ValueError, TypeError, IndexError, msgpack.UnpackException):
-            raise SpoolError(f"{path}: a record with a valid CRC does not decode", path=str(path)) from None
-    return boundaries, last_seq, len(data)
+        return segment_path(self.folder, number)
