@@ -175,11 +175,13 @@ class Decoder:
         out["received_ms"] = received_per_event
         out["region"] = _objects([e.region for e in envs])[msg_index]
         out["firmware"] = _objects([e.firmware for e in envs])[msg_index]
-        self._fields(kind, cols[2:], n, out)
+        lengths = np.fromiter(map(len, events), dtype=np.int64, count=n)
+        self._fields(kind, cols[2:], lengths, out)
         return out
 
-    def _fields(self, kind: np.ndarray, field_cols: list[tuple[Any, ...]], n: int,
+    def _fields(self, kind: np.ndarray, field_cols: list[tuple[Any, ...]], lengths: np.ndarray,
                 out: dict[str, np.ndarray]) -> None:
+        n = len(kind)
         for name in FIELD_COLUMNS:
             out[name] = _default_column(name, n)
         objects = [np.fromiter(c, dtype=object, count=n) for c in field_cols[:MAX_FIELDS]]
@@ -191,7 +193,9 @@ class Decoder:
                     values: np.ndarray = np.full(len(rows), None, dtype=object)
                 else:
                     values = objects[pos][rows]
-                missing = values == None  # noqa: E711  (elementwise on an object array)
+                # Absent means the event is shorter, never an explicit nil (zip_longest pads
+                # with None too): a nil is a value of the wrong type, as check_event says.
+                missing = lengths[rows] <= pos + 2
                 if missing.any():
                     if pos < spec.required:
                         raise _FastPathFailed(f"{spec.name}: missing {fld.column}")
