@@ -7,6 +7,7 @@ database, and the store never sees two calls at once (chdb sessions need that).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -102,10 +103,13 @@ class WarehouseSink:
                 await asyncio.sleep(delay)
 
     async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
         warehouse, self._warehouse = self._warehouse, None
         if warehouse is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, warehouse.close)
-        self._thread.shutdown(wait=True)
+            await loop.run_in_executor(self._thread, warehouse.close)
+        # Joined off the loop: the store thread may still be inside a connect attempt
+        # (up to the connect timeout) when SIGTERM came during start-up.
+        await loop.run_in_executor(None, functools.partial(self._thread.shutdown, wait=True))
 
 
 def open_sink(url: str, *, retry_min_s: float, retry_max_s: float) -> Sink:
