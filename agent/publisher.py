@@ -190,14 +190,18 @@ class Publisher:
         inflight: deque[_InFlight] = deque()
         while True:
             if inflight and inflight[0].task.done():
+                acked = 0
                 while inflight and inflight[0].task.done():
                     done = inflight.popleft()
                     done.task.result()
                     spool.ack(done.end)
-                    spool.journal.forget_before(done.seq_end)
+                    acked = done.seq_end
                     self._stats.batches_published += 1
                     self._stats.events_published += done.events
-                spool.save_head()  # a hint: once per wake-up, not once per batch
+                # The head file is a hint: once per wake-up, not once per batch. Journal entries go
+                # only once it is written: a restart resends from the head on disk, identically.
+                if spool.save_head():
+                    spool.journal.forget_before(acked)
                 self._on_delivered()
             cursor = max(cursor, spool.head)  # the oldest records may have been dropped (spool full)
             if len(inflight) < window and cursor < self._released:
@@ -223,8 +227,8 @@ class Publisher:
         records = next_batch(spool, cursor, self._released, self._settings.batch)
         if not records:
             return None
-        if cursor == spool.head:
-            spool.journal.forget_before(records[0].seq)  # entries of batches acknowledged before a restart
+        if cursor == spool.head and spool.head_saved:
+            spool.journal.forget_before(records[0].seq)  # e.g. acknowledged before a restart
         cut = spool.journal.get(records[0].seq)
         if cut is not None and cut.events != len(records):
             again = spool.read(cursor, self._released, cut.events, MAX_PAYLOAD_BYTES // 2)

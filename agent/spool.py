@@ -278,18 +278,25 @@ class Spool:
         for number in [n for n in self._segments if n < end.segment]:
             self._delete(number)
 
-    def save_head(self) -> None:
-        """Write the head file if the head moved; a failure is counted and ignored (it is a hint)."""
+    @property
+    def head_saved(self) -> bool:
+        """The head file says where the head is (a restart resumes from there)."""
+        return self._head_saved
+
+    def save_head(self) -> bool:
+        """Write the head file if the head moved; a failure is counted and ignored (it is a
+        hint: the next save tries again). True if the file is up to date."""
         if self._head_saved:
-            return
+            return True
         tmp = self.folder / ".head.tmp"
         try:
             tmp.write_text(f"{self._head.segment} {self._head.offset}")
             os.replace(tmp, self.folder / "head")
         except OSError as exc:
             self._io_error("write head", exc)
-            return
+            return False
         self._head_saved = True
+        return True
 
     def close(self) -> None:
         """Sync, save the head and close; a new Spool can open the folder (or this one is used

@@ -18,8 +18,16 @@ import msgpack
 import pytest
 
 from agent.core import Agent
+from agent.settings import AgentMqttSettings
 from agent.spool import Spool
-from tests.integration.test_agent_delivery import NOW, Inbox, agent_settings, check_exactly_once_in_order
+from proto.telemetry import decode_envelope, topic_for
+from tests.integration.test_agent_delivery import (
+    NOW,
+    Inbox,
+    agent_settings,
+    check_exactly_once_in_order,
+    check_in_order_resends_identical,
+)
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,8 +108,9 @@ def test_sigkill_mid_stream_loses_nothing_accepted_and_reuses_no_seq(mosquitto: 
     want = accepted | set(range(3000, 3200))
     inbox.wait_for(lambda i: want <= {d.event[1] - NOW for d in i.delivered()})
     assert agent.signal(signal.SIGTERM) == 0
-    got = inbox.delivered()
-    order = check_exactly_once_in_order(got)  # seqs contiguous across the kill: none lost, none reused
+    # Seqs contiguous across the kill (none lost, none reused); what was in flight at the kill
+    # is resent after the restart, in the same bytes (its cut and `sent` are journalled).
+    order = check_in_order_resends_identical(inbox, AgentMqttSettings().inflight)
     assert order == {"box-9": list(range(len(want)))}
     assert inbox.status("box-9")[-2:] == ["online", "offline"]
 
@@ -143,3 +152,48 @@ async def test_full_spool_drops_the_oldest_counts_and_keeps_the_newest(mosquitto
     got = await asyncio.to_thread(inbox.wait_for_unique, 10_000 - dropped)
     assert check_exactly_once_in_order(got) == {"box-1": list(range(dropped, 10_000))}  # the newest survive
     assert [d.event[1] - NOW for d in got][:1] == [dropped]
+
+
+def unread_by_broker(port: int) -> int:
+    """Bytes clients sent that the broker has not read yet (its sockets' receive queues)."""
+    total = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":  # established
+            total += int(fields[4].split(":")[1], 16)
+    return total
+
+
+def test_batches_in_flight_at_a_kill_are_resent_identically_after_a_move(mosquitto: Any, inbox: Inbox,
+                                                                       tmp_path: Path) -> None:
+    """Published but never acknowledged (the broker froze), the agent killed, restarted as a
+    box moved to another household with new firmware: the resends are the first sends' bytes."""
+    agent = AgentProcess(mosquitto.url, tmp_path)
+    agent.start(STB_AGENT__BATCH__MAX_EVENTS="20")
+    inbox.wait_for(lambda i: i.status("box-9") == ["online"], 10)
+    agent.send(power(0, 100))
+    inbox.wait_for(lambda i: len(i.delivered()) >= 100)
+    assert mosquitto.proc is not None
+    os.kill(mosquitto.proc.pid, signal.SIGSTOP)  # takes PUBLISHes into its socket, acknowledges none
+    try:
+        agent.send(power(100, 200))
+        deadline = time.monotonic() + 20
+        while unread_by_broker(mosquitto.port) < 800:  # a few batches of 20 (~12 bytes an event)
+            assert time.monotonic() < deadline, "the agent did not publish while the broker was frozen"
+            time.sleep(0.02)
+        agent.signal(signal.SIGKILL)
+    finally:
+        os.kill(mosquitto.proc.pid, signal.SIGCONT)
+    inbox.wait_for(lambda i: len(i.delivered()) >= 140)  # the frozen PUBLISHes reach the inbox now
+    agent.cmd += ["--household-id", "10", "--firmware", "4.3.0"]  # later flags win
+    agent.start(STB_AGENT__BATCH__MAX_EVENTS="50")  # another batch size too
+    agent.send(power(200, 210))
+    inbox.wait_for(lambda i: {d.event[1] - NOW for d in i.delivered()} >= set(range(210)))
+    assert agent.signal(signal.SIGTERM) == 0
+    order = check_in_order_resends_identical(inbox, AgentMqttSettings().inflight)
+    assert order == {"box-9": list(range(210))}
+    payloads = [p for _, p in inbox.event_payloads()]
+    assert len(payloads) > len(set(payloads)), "nothing was resent: the kill did not catch batches in flight"
+    agent_topic = topic_for("north", "box-9")
+    households = {decode_envelope(p, agent_topic).household_id: None for p in payloads}
+    assert list(households) == [9, 10]  # resends kept 9; only batches cut after the restart say 10
