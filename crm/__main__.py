@@ -30,6 +30,7 @@ examples:
   python -m crm import-subscribers extract.csv --store clickhouse://ch:9000/stb
   python -m crm import-subscribers extract.csv --store chdb:///var/lib/stb/chdb --skip-invalid --rejects bad.csv
   python -m crm ratings --store clickhouse://ch:9000/stb --day 2026-12-01 --by channel --json ratings.json
+  python -m crm profile --store clickhouse://ch:9000/stb --day 2026-12-01
 """
 
 
@@ -66,11 +67,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     r.add_argument("--segment", metavar="EXPR", help="only households in this segment (expression or @name)")
     r.add_argument("--json", metavar="PATH", help="also write every row as JSON")
     r.add_argument("--top", type=int, default=20, metavar="N", help="rows printed (default 20)")
+    pr = sub.add_parser("profile", parents=[common], formatter_class=fmt, epilog=EPILOG,
+                        help="household profiles and tags of a day",
+                        description="Build household_profiles and household_tags for a (local) day from the "
+                                    "credited viewing of the 90 days ending with it, with the tag catalogue.")
+    pr.add_argument("--day", type=_day, metavar="YYYY-MM-DD", help="default: the last complete day")
+    pr.add_argument("--catalogue", metavar="FILE", help="tag catalogue TOML (default: the shipped crm/catalogue.toml)")
     return p.parse_args(argv)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {"store.url": getattr(args, "store", None)}
+    return {"store.url": getattr(args, "store", None), "profile.catalogue": getattr(args, "catalogue", None)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +116,10 @@ def _store_command(args: argparse.Namespace, settings: CrmSettings, store: Any) 
         from crm.cli_ratings import run_ratings
 
         return run_ratings(args, settings, store)
+    if args.command == "profile":
+        from crm.cli_profile import run_profile
+
+        return run_profile(args, settings, store)
     raise ValueError(f"unknown command {args.command}")
 
 

@@ -177,6 +177,7 @@ KIDS_HEROES: Final = ("Otter", "Penguin", "Robot", "Dragon", "Pirate", "Fox", "P
                       "Monster", "Dino", "Kitten", "Owl", "Badger", "Wizard", "Koala")
 TOWNS: Final = ("Ashford", "Brampton", "Carlow", "Dunmore", "Elmsworth", "Fernley", "Glenrock", "Holloway",
                 "Ironbridge", "Kelby", "Larkhill", "Marston", "Northam", "Oakridge", "Penrith", "Redcliff")
+FOOTBALL: Final = "Football"   # the sport planted fans follow (households.py)
 SPORTS: Final = ("Football", "Rugby", "Tennis", "Cricket", "Basketball", "Cycling", "Golf", "Motor Racing",
                  "Boxing", "Athletics", "Ice Hockey", "Darts")
 LEAGUES: Final = ("Premier", "National", "Champions", "Continental", "Grand", "Elite", "World", "Open")

@@ -12,6 +12,7 @@ Utility of airing `a` (content `k`, genre `g`, channel `c`) for member `m` at da
       + home       * [c in home_channels[m]]
       + premiere   * is_new[a]
       + DAYPART_GENRE_BIAS[d, g]                 shared: news at breakfast, films late, ...
+      + football[m] * [k is a football match]    fans +2.0, everyone else -1.5 (households.py)
 
 A member choosing among alternatives picks one with probability softmax(u) (multinomial
 logit, scale 1); the simulator adds situational terms that are not part of the truth:
@@ -94,6 +95,7 @@ class AiringFeatures:
     content_genre: np.ndarray    # int16 [K]
     content_pop_z: np.ndarray    # float32 [K]
     content_latent: np.ndarray   # float32 [K, LATENT_DIM]
+    content_football: np.ndarray  # bool [K]: a football competition (planted football fans follow it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +106,11 @@ class Tastes:
     latent: np.ndarray       # float32 [M, LATENT_DIM]
     favourites: np.ndarray   # int32 [M, F]: content indices, -1 = none
     home: np.ndarray         # int16 [M, H]: channel indices, -1 = none
+    football: np.ndarray     # float32 [M]: utility of football matches (fans > 0, the rest < 0)
 
     def take(self, rows: np.ndarray) -> Tastes:
-        return Tastes(self.taste[rows], self.latent[rows], self.favourites[rows], self.home[rows])
+        return Tastes(self.taste[rows], self.latent[rows], self.favourites[rows], self.home[rows],
+                      self.football[rows])
 
 
 def daypart_of(ts_ms: np.ndarray) -> np.ndarray:
@@ -139,6 +143,7 @@ def utility(model: ChoiceModel, feats: AiringFeatures, tastes: Tastes, members: 
     u += model.favourite * (k[:, :, None] == fav[:, None, :]).any(axis=2)
     home = tastes.home[m[:, 0]]
     u += model.home * (feats.channel_idx[a][:, :, None] == home[:, None, :]).any(axis=2)
+    u += tastes.football[m[:, 0]][:, None] * feats.content_football[k]
     u[~valid] = -np.inf
     return u.astype(np.float32, copy=False)
 

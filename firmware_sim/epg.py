@@ -85,6 +85,7 @@ class Epg:
         self.content_pop_z = ((log_pop - log_pop.mean()) / max(log_pop.std(), 1e-9)).astype(np.float32)
         k = rng.key(rng.seed_key(seed, rng.TAG_EPG), self.content_ids)
         self.content_latent = rng.normal(k[:, None], np.arange(LATENT_DIM)[None, :]).astype(np.float32)
+        self.content_football = np.array([c.kind == "event" and cat.FOOTBALL in c.title for c in contents], dtype=bool)
         counts = np.bincount(airings["channel_idx"], minlength=len(channels))
         self._bounds = np.concatenate([[0], np.cumsum(counts)])
         self._key = airings["channel_idx"].astype(np.int64) * (1 << 44) + airings["start_ms"]
@@ -188,6 +189,7 @@ class Epg:
             content_genre=self.content_genre,
             content_pop_z=self.content_pop_z,
             content_latent=self.content_latent,
+            content_football=self.content_football,
         )
 
     @cached_property

@@ -66,6 +66,13 @@ _GUIDE: Final = np.array([0.15, 0.2, 0.25, 0.3])      # P(using the guide to swi
 _VOD: Final = np.array([0.45, 0.5, 0.3, 0.1])         # P(VOD instead of switching off)
 _PARTIAL_S: Final = np.array([420.0, 240.0, 480.0, 720.0])  # median partial view before tuning away
 _N_FAVOURITES: Final = np.array([0.12, 0.23, 0.25, 0.2, 0.12, 0.08])
+# Football fans: P(fan) by archetype, raised by the member's taste for sport. Fans get FAN_UTILITY on
+# every football match, everyone else NON_FAN_UTILITY: football divides audiences far more than
+# sport as a whole, which is what makes "interest.football" a tag worth having (and testable).
+_FOOTBALL_FAN: Final = np.array([0.08, 0.30, 0.28, 0.12])
+FAN_UTILITY: Final = 3.5
+NON_FAN_UTILITY: Final = -5.0
+_FAN_CHANNEL: Final = 4.0   # repertoire score bonus of channels carrying football, for fans
 _FAVOURITE_GENRES: Final = np.array([g not in (cat.NEWS, cat.FILM) for g in range(cat.G)])
 
 
@@ -217,6 +224,10 @@ def _chunk(epg: Epg, ent: np.ndarray, fav_index: _FavouriteIndex, seed: int,
     taste = np.maximum(log_share + np.log(cat.G), -5.0).astype(np.float32)
     latent = rng.normal(km[:, None], 200 + np.arange(LATENT_DIM)[None, :]).astype(np.float32)
 
+    base = _FOOTBALL_FAN[arch]
+    fan = rng.uniform(km, 800) < expit(np.log(base / (1 - base)) + 0.8 * taste[:, cat.SPORT])
+    football = np.where(fan, FAN_UTILITY, NON_FAN_UTILITY).astype(np.float32)
+
     # Package from the household's appetite for sport and films.
     sport = np.maximum.reduceat(share[:, cat.SPORT], np.r_[0, np.cumsum(n_members)[:-1]])
     film = np.maximum.reduceat(share[:, cat.FILM], np.r_[0, np.cumsum(n_members)[:-1]])
@@ -251,6 +262,8 @@ def _chunk(epg: Epg, ent: np.ndarray, fav_index: _FavouriteIndex, seed: int,
     rows = np.broadcast_to(np.arange(len(score))[:, None], fav_ch.shape)
     ok = fav_ch >= 0
     score[rows[ok], fav_ch[ok]] += 100.0
+    # ... and football fans know where football is on.
+    score[fan] += _FAN_CHANNEL * epg_football_channels(epg)[None, :]
     top = np.argsort(-score, axis=1, kind="stable")[:, :REPERTOIRE]
     repertoire = np.where(np.take_along_axis(score, top, axis=1) > -np.inf, top, -1).astype(np.int16)
 
@@ -274,7 +287,7 @@ def _chunk(epg: Epg, ent: np.ndarray, fav_index: _FavouriteIndex, seed: int,
         "outside": (-0.8 + 0.5 * rng.normal(km, 704)).astype(np.float32),
         "partial_s": (_PARTIAL_S[arch] * np.exp(0.5 * rng.normal(km, 705))).astype(np.float32),
         "repertoire": repertoire, "taste": taste, "latent": latent, "favourites": fav.astype(np.int32),
-        "home": home,
+        "home": home, "football": football,
     }
 
 
@@ -290,9 +303,25 @@ def _concat(seed: int, parts: list[dict[str, np.ndarray]]) -> Households:
         archetype=cat_("archetype"), device=cat_("device"), presence=cat_("presence"),
         session_scale=cat_("session_scale"), zap=cat_("zap"), guide=cat_("guide"), vod=cat_("vod"),
         outside=cat_("outside"), partial_s=cat_("partial_s"), repertoire=cat_("repertoire"),
-        tastes=Tastes(cat_("taste"), cat_("latent"), cat_("favourites"), cat_("home")),
+        tastes=Tastes(cat_("taste"), cat_("latent"), cat_("favourites"), cat_("home"), cat_("football")),
     )
 
 
+def epg_football_channels(epg: Epg) -> np.ndarray:
+    """bool [channels]: channels whose contents include a football competition."""
+    out = np.zeros(len(epg.channels), dtype=bool)
+    for k in np.flatnonzero(epg.content_football):
+        c = epg.channel_index.get(epg.contents[k].channel_id, -1)
+        if c >= 0:
+            out[c] = True
+    return out
+
+
+def football_fan_households(households: Households) -> np.ndarray:
+    """bool [N]: households with at least one planted football fan (the tag's ground truth)."""
+    fan = households.tastes.football > 0
+    return np.logical_or.reduceat(fan, households.member_start[:-1]) if len(fan) else np.zeros(0, dtype=bool)
+
+
 __all__ = ["ARCHETYPES", "DAYPARTS", "HOME_CHANNELS", "MAX_FAVOURITES", "REPERTOIRE", "Households",
-           "device_id", "entitlements"]
+           "device_id", "entitlements", "football_fan_households"]

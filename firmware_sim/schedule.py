@@ -127,10 +127,11 @@ class _Builder:
         return self.unique(t)
 
     def new(self, kind: str, genre: str, channel_idx: int, channel_name: str, slot: int, appeal: float,
-            back_catalogue: bool = True) -> int:
+            back_catalogue: bool = True, sport: str = "") -> int:
         eps = cat.EPISODES_PER_SEASON[genre] if kind == "series" else 0
         if kind == "event":
-            title = self.unique(f"{self.pick(cat.LEAGUES)} {self.pick(cat.SPORTS)}")
+            league, drawn = self.pick(cat.LEAGUES), self.pick(cat.SPORTS)  # drawn either way: same stream
+            title = self.unique(f"{league} {sport or drawn}")
         elif kind == "bulletin":
             suffix = {"News": "News", "Sport": "News", "Music": "Hits"}.get(genre, "News")
             title = self.unique(f"{channel_name} {'Bulletin' if channel_name.endswith(' News') else suffix}")
@@ -201,8 +202,10 @@ def _templates(ch_idx: int, ch: Channel, b: _Builder) -> list[list[Slot]]:
     plan = cat.TEMPLATES[ch.genre]
     brands: dict[str, int] = {}
     strips: dict[tuple[float, int], int] = {}
-    events = [b.new("event", "Sport", ch_idx, ch.name, 120, ch.reach * 2.0) for _ in range(3)] \
-        if ch.genre == "sport" else []
+    # Every sport channel's first competition is football, so football fans (households.py) always
+    # have matches to follow; the other two are drawn from catalogue.SPORTS.
+    events = [b.new("event", "Sport", ch_idx, ch.name, 120, ch.reach * 2.0, sport=cat.FOOTBALL if i == 0 else "")
+              for i in range(3)] if ch.genre == "sport" else []
     previous: dict[tuple[float, int], int] = {}
     week: list[list[Slot]] = []
     for weekday in range(7):

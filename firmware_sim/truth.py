@@ -37,6 +37,8 @@ File format: one numpy `.npz` (`np.load(path)`; no pickles), arrays:
 | `latent` | [M, 4] float32 | hidden style factors |
 | `favourite_content_id` | [M, 5] uint64 | favourite series (0 = none) |
 | `home_channel_id` | [M, 2] uint32 | |
+| `football`, `football_fan` | [M] float32, [M] bool | utility of football matches; planted fans (> 0) |
+| `content_football` | [K] bool | football competitions |
 | `content_id`, `content_genre`, `content_pop_z`, `content_latent` | [K], [K], [K], [K, 4] | contents |
 | `channel_id` | [C] uint32 | |
 | `airing_channel_idx`, `airing_start_ms`, `airing_programme_id`, | [A] | airings, sorted by |
@@ -101,7 +103,9 @@ class Truth:
         fav_idx = np.where(fav > 0, np.minimum(fav_idx, len(content_id) - 1), -1).astype(np.int32)
         home = arrays["home_channel_id"]
         home_idx = np.where(home > 0, np.searchsorted(self.channel_id, home), -1).astype(np.int16)
-        self.tastes = Tastes(arrays["taste"], arrays["latent"], fav_idx, home_idx)
+        # Files written before football fans were planted: nobody is a fan, no match is football.
+        football = arrays.get("football", np.zeros(len(arrays["archetype"]), dtype=np.float32))
+        self.tastes = Tastes(arrays["taste"], arrays["latent"], fav_idx, home_idx, football)
         self.content_id = content_id
         self.favourite_content_id = fav
         self.home_channel_id = home
@@ -110,7 +114,8 @@ class Truth:
             content_idx=arrays["airing_content_idx"].astype(np.int32),
             is_new=arrays["airing_is_new"], start_ms=arrays["airing_start_ms"],
             content_genre=arrays["content_genre"], content_pop_z=arrays["content_pop_z"],
-            content_latent=arrays["content_latent"])
+            content_latent=arrays["content_latent"],
+            content_football=arrays.get("content_football", np.zeros(len(content_id), dtype=bool)))
         self.airing_programme_id = arrays["airing_programme_id"]
         # (channel idx, start) sort key for candidate lookups
         self._key = self.features.channel_idx.astype(np.int64) * (1 << 44) + self.features.start_ms
@@ -214,9 +219,11 @@ def truth_arrays(epg: Epg, households: Households, model: ChoiceModel | None = N
         "household_id": households.household_id, "member_start": households.member_start,
         "archetype": households.archetype, "presence": households.presence,
         "taste": t.taste, "genre_share": share.astype(np.float32), "latent": t.latent,
-        "favourite_content_id": fav, "home_channel_id": home,
+        "favourite_content_id": fav, "home_channel_id": home, "football": t.football,
+        "football_fan": t.football > 0,
         "content_id": epg.content_ids, "content_genre": f.content_genre, "content_pop_z": f.content_pop_z,
-        "content_latent": f.content_latent, "channel_id": epg.channel_ids,
+        "content_latent": f.content_latent, "content_football": f.content_football,
+        "channel_id": epg.channel_ids,
         "airing_channel_idx": f.channel_idx.astype(np.int16), "airing_start_ms": f.start_ms,
         "airing_programme_id": epg.airings["programme_id"], "airing_content_idx": f.content_idx,
         "airing_is_new": f.is_new, "daypart_genre_bias": DAYPART_GENRE_BIAS,

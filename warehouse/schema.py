@@ -116,9 +116,27 @@ RATINGS_COLUMNS: Final = {"day": "Date", "by": "String", "segment": "String", "c
 RATINGS_DAILY = Table("ratings_daily", RATINGS_COLUMNS, "ReplacingMergeTree(computed_ms)",
                       order_by="(day, by, segment, channel_id, start_ms, daypart)", partition_by="toYYYYMM(day)")
 
+# Household profiles (one row per household and day) and tags; a re-run of a day replaces its rows
+# (tags: readers take the day's newest computed_ms, so stale ones do not show). Arrays are written
+# by INSERT ... SELECT in the store, never from Python.
+PROFILE_COLUMNS: Final = {"household_id": "UInt64", "day": "Date", "minutes_7d": "Float64",
+                          "minutes_28d": "Float64", "minutes_90d": "Float64",
+                          "daypart_minutes_28d": "Array(Float64)", "category_names": "Array(String)",
+                          "category_minutes": "Array(Float64)", "top_channels": "Array(UInt32)",
+                          "top_series": "Array(UInt64)", "match_minutes": "Array(Float64)",
+                          "vod_plays_28d": "UInt32", "active_days_28d": "UInt16", "zap_share_28d": "Float64",
+                          "rec_clicks_28d": "UInt32", "prime_share_28d": "Float64", "trend": "Float64",
+                          "days_since_view": "UInt16", "computed_ms": "Int64"}
+HOUSEHOLD_PROFILES = Table("household_profiles", PROFILE_COLUMNS, "ReplacingMergeTree(computed_ms)",
+                           order_by="(day, household_id)", partition_by="toYYYYMM(day)")
+TAG_COLUMNS: Final = {"household_id": "UInt64", "tag": "String", "level": "String", "score": "Float64",
+                      "day": "Date", "computed_ms": "Int64"}
+HOUSEHOLD_TAGS = Table("household_tags", TAG_COLUMNS, "ReplacingMergeTree(computed_ms)",
+                       order_by="(day, tag, household_id)", partition_by="toYYYYMM(day)")
+
 _V1_TABLES: Final = (EVENTS, DEAD_LETTERS, CHANNELS, PROGRAMMES, AIRINGS)
 TABLES: Final[dict[str, Table]] = {t.name: t for t in (*_V1_TABLES, SUBSCRIBERS, SUBSCRIBER_HISTORY,
-                                                       RATINGS_DAILY)}
+                                                       RATINGS_DAILY, HOUSEHOLD_PROFILES, HOUSEHOLD_TAGS)}
 # Column types of every table the code inserts into (tests and importers check against it).
 TABLE_COLUMNS: Final[dict[str, dict[str, str]]] = {name: dict(t.columns) for name, t in TABLES.items()}
 
@@ -158,6 +176,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "events, dead letters and the EPG", tuple(create_table(t) for t in _V1_TABLES)),
     Migration(2, "crm: subscribers and their history", (create_table(SUBSCRIBERS), create_table(SUBSCRIBER_HISTORY))),
     Migration(3, "crm: ratings_daily", (create_table(RATINGS_DAILY),)),
+    Migration(4, "crm: household_profiles and household_tags",
+              (create_table(HOUSEHOLD_PROFILES), create_table(HOUSEHOLD_TAGS))),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
