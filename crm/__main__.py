@@ -31,6 +31,7 @@ examples:
   python -m crm import-subscribers extract.csv --store chdb:///var/lib/stb/chdb --skip-invalid --rejects bad.csv
   python -m crm ratings --store clickhouse://ch:9000/stb --day 2026-12-01 --by channel --json ratings.json
   python -m crm profile --store clickhouse://ch:9000/stb --day 2026-12-01
+  python -m crm segment count "interest.football and value in (high, mid)" --store clickhouse://ch:9000/stb
 """
 
 
@@ -73,6 +74,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                     "credited viewing of the 90 days ending with it, with the tag catalogue.")
     pr.add_argument("--day", type=_day, metavar="YYYY-MM-DD", help="default: the last complete day")
     pr.add_argument("--catalogue", metavar="FILE", help="tag catalogue TOML (default: the shipped crm/catalogue.toml)")
+    sg = sub.add_parser("segment", formatter_class=fmt, epilog=EPILOG, help="count, list and save segments",
+                        description="Segments: an expression over tags and profile fields (docs/CRM.md), "
+                                    "evaluated on a day's profiles; @name is a saved segment's newest version.")
+    ssub = sg.add_subparsers(dest="action", required=True, metavar="ACTION")
+    day = argparse.ArgumentParser(add_help=False)
+    day.add_argument("--day", type=_day, metavar="YYYY-MM-DD", help="profiles of this day (default: the newest)")
+    c = ssub.add_parser("count", parents=[common, day], help="how many households match")
+    c.add_argument("expr", metavar="EXPR")
+    m = ssub.add_parser("members", parents=[common, day], help="the matching household ids, one a line")
+    m.add_argument("expr", metavar="EXPR")
+    m.add_argument("--limit", type=int, metavar="N", help="at most N ids")
+    s = ssub.add_parser("save", parents=[common], help="save (a new version of) a named segment")
+    s.add_argument("name", metavar="NAME")
+    s.add_argument("expr", metavar="EXPR")
+    ssub.add_parser("list", parents=[common], help="saved segments, newest versions")
     return p.parse_args(argv)
 
 
@@ -116,6 +132,10 @@ def _store_command(args: argparse.Namespace, settings: CrmSettings, store: Any) 
         from crm.cli_ratings import run_ratings
 
         return run_ratings(args, settings, store)
+    if args.command == "segment":
+        from crm.cli_segment import run_segment
+
+        return run_segment(args, store)
     if args.command == "profile":
         from crm.cli_profile import run_profile
 

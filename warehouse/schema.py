@@ -134,9 +134,14 @@ TAG_COLUMNS: Final = {"household_id": "UInt64", "tag": "String", "level": "Strin
 HOUSEHOLD_TAGS = Table("household_tags", TAG_COLUMNS, "ReplacingMergeTree(computed_ms)",
                        order_by="(day, tag, household_id)", partition_by="toYYYYMM(day)")
 
+# Saved segments: every save is a new version of its name.
+SEGMENT_COLUMNS: Final = {"name": "String", "version": "UInt32", "expression": "String", "created_ms": "Int64"}
+SEGMENTS = Table("segments", SEGMENT_COLUMNS, "MergeTree()", order_by="(name, version)")
+
 _V1_TABLES: Final = (EVENTS, DEAD_LETTERS, CHANNELS, PROGRAMMES, AIRINGS)
 TABLES: Final[dict[str, Table]] = {t.name: t for t in (*_V1_TABLES, SUBSCRIBERS, SUBSCRIBER_HISTORY,
-                                                       RATINGS_DAILY, HOUSEHOLD_PROFILES, HOUSEHOLD_TAGS)}
+                                                       RATINGS_DAILY, HOUSEHOLD_PROFILES, HOUSEHOLD_TAGS,
+                                                       SEGMENTS)}
 # Column types of every table the code inserts into (tests and importers check against it).
 TABLE_COLUMNS: Final[dict[str, dict[str, str]]] = {name: dict(t.columns) for name, t in TABLES.items()}
 
@@ -178,6 +183,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(3, "crm: ratings_daily", (create_table(RATINGS_DAILY),)),
     Migration(4, "crm: household_profiles and household_tags",
               (create_table(HOUSEHOLD_PROFILES), create_table(HOUSEHOLD_TAGS))),
+    Migration(5, "crm: saved segments", (create_table(SEGMENTS),)),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
