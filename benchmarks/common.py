@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -53,6 +54,20 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a live process so far, from /proc."""
     parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a live process and its live descendants (a supervisor and its workers)."""
+    total = cpu_seconds(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:  # a thread that just ended
+            continue
+        for child in children:
+            with contextlib.suppress(OSError):
+                total += tree_cpu_seconds(int(child))
+    return total
 
 
 def proc_status_kib(pid: int) -> dict[str, int]:

@@ -1,10 +1,13 @@
-"""Ingest: how fast the real collector commits a queued backlog to a real ClickHouse server.
+"""Ingest: how fast the real collector commits to a real ClickHouse server, against references.
 
 Drain: N messages are queued in mosquitto for the collector's persistent session while it
 is offline; the collector is then started and timed (process start included) until every
 message is acknowledged, which it does only after the rows are committed. The same run
 measures the same collector with the null store (receive, validate, acknowledge, write
-nothing) as the reference, at --workers 1 and 2 (each compared with its own worker count).
+nothing) at --workers 1 and 2 (each compared with its own worker count), and the naive
+collector (benchmarks.naive_collector: paho, row-wise inserts) on the same backlog.
+Live: firmware_sim.fastpub publishes from 2 processes while the collector runs.
+CPU seconds of the collector, ClickHouse and the broker show where the 2 cores went.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import Result, cpu_seconds, table
+from benchmarks.common import Result, cpu_seconds, table, tree_cpu_seconds
 from collector.process import CollectorProcess
+from firmware_sim.fastpub import publish_fast_parallel
 from firmware_sim.loadgen import Traffic, publish_parallel
 from stbcommon.localservers import ClickHouseServer, Mosquitto
 from warehouse import open_warehouse
@@ -41,6 +45,8 @@ def drain(mqtt: Mosquitto, store_url: str, work: Path, traffic: Traffic, workers
                            900, "every message acknowledged")
         elapsed = time.monotonic() - started
         clickhouse_cpu, broker_cpu = cpu_seconds(clickhouse_pid) - cpu0[0], cpu_seconds(_pid(mqtt)) - cpu0[1]
+        assert collector.proc is not None
+        collector_cpu = tree_cpu_seconds(collector.proc.pid)
         assert collector.terminate() == 0
     finally:
         collector.close()
@@ -53,7 +59,45 @@ def drain(mqtt: Mosquitto, store_url: str, work: Path, traffic: Traffic, workers
             raise AssertionError(f"{label}: {committed} rows committed, {traffic.total_events} published")
     return {"seconds": round(elapsed, 2), "events_per_s": traffic.total_events / elapsed,
             "messages_per_s": traffic.total_messages / elapsed, "committed": committed,
-            "clickhouse_cpu_s": round(clickhouse_cpu, 2), "broker_cpu_s": round(broker_cpu, 2)}
+            "collector_cpu_s": round(collector_cpu, 2), "clickhouse_cpu_s": round(clickhouse_cpu, 2),
+            "broker_cpu_s": round(broker_cpu, 2)}
+
+
+def naive_drain(mqtt: Mosquitto, store_url: str, traffic: Traffic, clickhouse_pid: int) -> dict[str, float]:
+    """The same drain with benchmarks.naive_collector (paho, row-wise inserts): the reference."""
+    import subprocess
+    import sys
+
+    group = f"naive{time.monotonic_ns() % 10**9}"
+    wh = open_warehouse(store_url)
+    wh.migrate()
+    command = [sys.executable, "-m", "benchmarks.naive_collector", mqtt.url, store_url, group]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL)  # creates the persistent session
+    time.sleep(1.0)
+    first.kill()
+    first.wait()
+    publish_parallel(mqtt.url, traffic, processes=2)
+    started = time.monotonic()
+    cpu0 = cpu_seconds(clickhouse_pid), cpu_seconds(_pid(mqtt))
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as naive:
+        try:
+            assert naive.stdout is not None
+            for line in naive.stdout:
+                if int(line) >= traffic.total_messages:
+                    break
+            elapsed = time.monotonic() - started
+            collector_cpu = cpu_seconds(naive.pid)
+        finally:
+            naive.kill()
+    clickhouse_cpu, broker_cpu = cpu_seconds(clickhouse_pid) - cpu0[0], cpu_seconds(_pid(mqtt)) - cpu0[1]
+    committed = int(wh.query_rows(f"SELECT count() FROM {wh.database}.events FINAL")[0][0])
+    wh.close()
+    if committed != traffic.total_events:
+        raise AssertionError(f"naive: {committed} rows committed, {traffic.total_events} published")
+    return {"seconds": round(elapsed, 2), "events_per_s": traffic.total_events / elapsed,
+            "messages_per_s": traffic.total_messages / elapsed, "committed": committed,
+            "collector_cpu_s": round(collector_cpu, 2), "clickhouse_cpu_s": round(clickhouse_cpu, 2),
+            "broker_cpu_s": round(broker_cpu, 2)}
 
 
 def _pid(server: Mosquitto | ClickHouseServer) -> int:
@@ -61,52 +105,46 @@ def _pid(server: Mosquitto | ClickHouseServer) -> int:
     return server.proc.pid
 
 
-def live(mqtt: Mosquitto, store_url: str, work: Path, households: int, days: int, workers: int) -> dict[str, float]:
-    """Simulator processes publish at full speed through real agents while the collector
-    runs; sustained rate = rows committed while the fleet ran / its duration; lag = how long
-    after the last PUBACK to the fleet the collector had committed everything."""
-    import datetime as dt
-    import threading
-
-    from firmware_sim.fleet import FleetPlan, run_fleet
-
+def live(mqtt: Mosquitto, store_url: str, work: Path, traffic: Traffic, workers: int) -> dict[str, float]:
+    """A load generator that outruns the collector (firmware_sim.fastpub, 2 processes) publishes
+    while the collector runs: committed rate = events / (publishing start -> last row committed);
+    lag = how long after the generator's last PUBACK the collector had committed everything."""
     collector = CollectorProcess(mqtt.url, store_url, work, group=f"live{time.monotonic_ns() % 10**9}",
                                  workers=workers, extra_env={"STB_COLLECTOR__LOG__LEVEL": "WARNING"})
     rows = lambda: sum(collector.metrics(i).get('collector_rows_written_total{table="events"}', 0.0)  # noqa: E731
                        for i in range(workers))
-    plan = FleetPlan(mqtt_url=mqtt.url, households=households, days=days, seed=5, start=dt.date(2026, 1, 5),
-                     processes=2, spool_root=str(work / f"spools-{workers}"))
-    totals: dict[str, int] = {}
     try:
         collector.start()
         collector.wait_for(lambda _m: all(collector.metrics(i).get("collector_mqtt_connected") == 1
                                           for i in range(workers)), 60, "every worker connected")
-        fleet = threading.Thread(target=lambda: totals.update(run_fleet(plan)), name="fleet")
-        started = time.monotonic()
-        fleet.start()
-        fleet.join()
-        fleet_s = time.monotonic() - started
-        committed_during = rows()
-        collector.wait_for(lambda _m: rows() >= totals["published"], 300, "every published event committed")
-        lag_s = time.monotonic() - started - fleet_s
+        started = time.time()
+        run = publish_fast_parallel(mqtt.url, traffic, processes=2)
+        published_at = time.time()
+        collector.wait_for(lambda _m: rows() >= traffic.total_events, 600, "every published event committed")
+        committed_at = time.time()
         assert collector.terminate() == 0
     finally:
         collector.close()
-    return {"events": totals["published"], "fleet_s": round(fleet_s, 2), "publish_events_per_s":
-            totals["published"] / fleet_s, "committed_events_per_s": committed_during / fleet_s,
-            "lag_s": round(lag_s, 2)}
+    return {"events": traffic.total_events, "publish_s": round(run.seconds, 2),
+            "publish_events_per_s": traffic.total_events / run.seconds,
+            "committed_events_per_s": traffic.total_events / (committed_at - started),
+            "lag_s": round(committed_at - published_at, 2)}
 
 
 def run(args: argparse.Namespace) -> Result:
     sizes = [(1, 20_000 if args.quick else 100_000), (50, 4_000 if args.quick else 40_000)]
     result = Result("ingest", {"mode": "drain", "quick": args.quick,
                                "batches": [{"events_per_message": e, "messages": n} for e, n in sizes]})
+    live_rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = Path(tmp)
         with Mosquitto(work / "mosquitto") as mqtt, ClickHouseServer(work / "clickhouse") as clickhouse:
             for events_per_message, messages in sizes:
                 traffic = Traffic(devices=500, messages_per_device=messages // 500,
                                   events_per_message=events_per_message)
+                naive = naive_drain(mqtt, clickhouse.url(f"naive{events_per_message}"), traffic, _pid(clickhouse))
+                result.add(events_per_message=events_per_message, messages=traffic.total_messages,
+                           store="clickhouse", workers="naive", **naive, ratio_to_null=None, ratio_to_naive=1.0)
                 reference: dict[int, float] = {}
                 for workers in (1, 2):  # each store compared with the null store at the same worker count
                     for store, url in (("null", "null://"),
@@ -116,31 +154,32 @@ def run(args: argparse.Namespace) -> Result:
                             reference[workers] = figures["events_per_s"]
                         result.add(events_per_message=events_per_message, messages=traffic.total_messages,
                                    store=store, workers=workers, **figures,
-                                   ratio_to_null=figures["events_per_s"] / reference[workers])
-            hh, days = (300, 1) if args.quick else (3000, 3)
+                                   ratio_to_null=figures["events_per_s"] / reference[workers],
+                                   ratio_to_naive=figures["events_per_s"] / naive["events_per_s"])
+            live_traffic = Traffic(devices=500, messages_per_device=8 if args.quick else 80, events_per_message=50)
             for workers in (1, 2):
-                figures = live(mqtt, clickhouse.url(f"live{workers}"), work, hh, days, workers)
-                result.add(events_per_message="live", messages=0, store="clickhouse", workers=workers,
-                           households=hh, days=days, **figures)
-    live_rows = [r for r in result.rows if r["events_per_message"] == "live"]
-    result.rows = [r for r in result.rows if r["events_per_message"] != "live"]
-    best = {e: max((r for r in result.rows if r["events_per_message"] == e and r["store"] == "clickhouse"),
-                   key=lambda r: r["events_per_s"]) for e, _ in sizes}
+                figures = live(mqtt, clickhouse.url(f"live{workers}"), work, live_traffic, workers)
+                live_rows.append({"workers": workers, "events_per_message": 50, **figures})
+    stored = [r for r in result.rows if r["store"] == "clickhouse" and r["workers"] != "naive"]
+    best = {e: max((r for r in stored if r["events_per_message"] == e), key=lambda r: r["events_per_s"])
+            for e, _ in sizes}
     result.params["live"] = live_rows
     result.headline = {
-        "live_committed_events_per_s": round(max(r["committed_events_per_s"] for r in live_rows)),
-        "live_max_lag_s": max(r["lag_s"] for r in live_rows),
+        "live_committed_events_per_s": round(max(float(str(r["committed_events_per_s"])) for r in live_rows)),
+        "live_max_lag_s": max(float(str(r["lag_s"])) for r in live_rows),
         "drain_50_events_per_s": round(best[50]["events_per_s"]),
         "drain_50_workers": best[50]["workers"],
+        "drain_50_ratio_to_naive": round(best[50]["ratio_to_naive"], 2),
         "drain_1_messages_per_s": round(best[1]["messages_per_s"]),
         "ratio_to_null_store_50": round(best[50]["ratio_to_null"], 2),
-        "targets": {"drain_50_events_per_s": 400_000, "drain_1_messages_per_s": 10_000, "ratio_to_null": 0.7},
+        "targets": {"drain_50_events_per_s": 1_000_000, "drain_50_ratio_to_naive": 2.5,
+                    "drain_1_messages_per_s": 100_000, "ratio_to_null": 0.8},
     }
     print()
     print(table(result.rows, ["events_per_message", "messages", "store", "workers", "seconds", "events_per_s",
-                               "clickhouse_cpu_s", "broker_cpu_s",
-                              "messages_per_s", "ratio_to_null"]))
-    print("\nlive (simulated fleet through real agents, publishing at full speed):")
-    print(table(live_rows, ["workers", "households", "days", "events", "fleet_s", "publish_events_per_s",
+                              "messages_per_s", "collector_cpu_s", "clickhouse_cpu_s", "broker_cpu_s",
+                              "ratio_to_null", "ratio_to_naive"]))
+    print("\nlive (firmware_sim.fastpub, 2 publisher processes, while the collector runs):")
+    print(table(live_rows, ["workers", "events_per_message", "events", "publish_s", "publish_events_per_s",
                             "committed_events_per_s", "lag_s"]))
     return result
