@@ -166,7 +166,8 @@ class MqttSource:
         if self._url.username:
             client.username_pw_set(unquote(self._url.username), unquote(self._url.password or ""))
         if self._url.scheme == "mqtts":
-            client.tls_set(ca_certs=self._settings.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_set(ca_certs=self._settings.ca_file or None, certfile=self._settings.cert_file or None,
+                           keyfile=self._settings.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
             client.tls_insecure_set(self._settings.tls_insecure)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -38,6 +38,8 @@ class MqttSettings:
     receive_maximum: int = 65535        # un-acked messages the broker may send us (MQTT 5)
     keepalive_s: int = 30
     ca_file: str = ""                   # TLS: CA bundle; empty = system default
+    cert_file: str = ""                 # TLS client certificate (PEM): the collector's identity
+    key_file: str = ""                  # its private key (PEM), when not in cert_file
     tls_insecure: bool = False          # TLS without hostname check (labs only)
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 30.0
@@ -58,8 +60,14 @@ class MqttSettings:
             problems.append("session_expiry_s: must be >= 0")
         if self.keepalive_s < 5:
             problems.append("keepalive_s: must be >= 5")
-        if self.ca_file and not os.path.isfile(self.ca_file):
-            problems.append(f"ca_file: {self.ca_file} does not exist")
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                problems.append(f"{name}: {path} does not exist")
+        if self.key_file and not self.cert_file:
+            problems.append("key_file: needs cert_file")
+        if (self.cert_file or self.ca_file) and not self.url.startswith("mqtts://"):
+            problems.append("ca_file/cert_file: TLS settings need an mqtts:// url")
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
             problems.append("reconnect_min_s/reconnect_max_s: need 0 < min <= max")
         if self.max_buffered_bytes < 4 * MAX_PAYLOAD_BYTES:
