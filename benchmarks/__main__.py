@@ -16,6 +16,7 @@ BENCHMARKS = {
     "serve": ("benchmarks.serve", "gRPC Recommend latency and QPS at concurrency 1-128, vs a null handler"),
     "train": ("benchmarks.train", "extraction, ALS fit and index build at 100k and 1M households, vs bare implicit"),
     "agent": ("benchmarks.agent", "agent RSS and CPU at 1 and 100 events/s, spool replay, vs bare python"),
+    "crm": ("benchmarks.crm", "household profiles + tags at 100k and 1M households, segment count latency"),
 }
 
 
