@@ -17,7 +17,8 @@ def run_ratings(args: argparse.Namespace, settings: CrmSettings, store: Warehous
     if args.segment:
         from crm.segments import household_filter
 
-        households, segment = household_filter(store, args.segment), args.segment
+        # membership on the newest profiled day up to the ratings day
+        households, segment = household_filter(store, args.segment, args.day), args.segment
     result = compute_ratings(store, args.day, args.by, settings, households=households, segment=segment)
     store_ratings(store, result)
     print(table(result, args.top))

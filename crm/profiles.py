@@ -10,7 +10,9 @@ event), zap share (views shorter than the credit threshold / all views), recomme
 `trend` = last 7 days' daily mean / the previous 21 days' (1 when both are 0, 10 when only the
 last week has viewing, capped at 10); `days_since_view` since the last credited view (9999: none
 in 90 days). Windows are assigned by a stretch's start. Households: those with any event in the
-90 days and every subscriber not ended (so a silent subscriber is profiled, as dormant).
+90 days and every subscriber not ended (so a silent subscriber is profiled, as dormant). The
+subscriber record (region, status, products, fee, tenure, birth month) is copied into the row, so
+segments and tags read one table.
 
 18.16 shapes the SQL: one JOIN per SELECT, no sumMap over String keys (categories are a grouping
 level of their own, channels and series are numeric sumMaps).
@@ -106,7 +108,7 @@ def profile_sql(db: str, day: dt.date, settings: CrmSettings, catalogue: Catalog
         INSERT INTO {db}.household_profiles (household_id, day, minutes_7d, minutes_28d, minutes_90d,
             daypart_minutes_28d, category_names, category_minutes, top_channels, top_series, match_minutes,
             vod_plays_28d, active_days_28d, zap_share_28d, rec_clicks_28d, prime_share_28d, trend,
-            days_since_view, computed_ms)
+            days_since_view, computed_ms, region, status, products, monthly_fee_cents, tenure_days, birth_month)
         SELECT household_id, toDate(%(day)s), minutes_7d, minutes_28d, minutes_90d, daypart_minutes_28d,
                category_names, category_minutes,
                arraySlice(arraySort((k, v) -> -v, channels.1, channels.2), 1, {top}),
@@ -117,9 +119,17 @@ def profile_sql(db: str, day: dt.date, settings: CrmSettings, catalogue: Catalog
                multiIf(minutes_28d - minutes_7d > 0, least((minutes_7d / 7) / ((minutes_28d - minutes_7d) / 21),
                        {TREND_CAP}), minutes_7d > 0, {TREND_CAP}, 1),
                toUInt16(if(last_view_ms > 0, intDiv({t_end} - 1 - last_view_ms, {DAY_MS}), {NO_VIEW_DAYS})),
-               {int(time.time() * 1000)}
-        FROM ({activity}) AS a
-        ANY LEFT JOIN ({minutes}) AS m USING household_id"""
+               {int(time.time() * 1000)}, region, status, products, monthly_fee_cents,
+               toInt32(if(activated_days > 0, toInt64(toUInt16(toDate(%(day)s))) - activated_days, 0)), birth_month
+        FROM (
+            SELECT * FROM ({activity}) AS a
+            ANY LEFT JOIN ({minutes}) AS m USING household_id
+        ) AS am
+        ANY LEFT JOIN (
+            SELECT household_id, region, status, products, monthly_fee_cents, birth_month,
+                   toInt64(toUInt16(activated)) AS activated_days
+            FROM {db}.subscribers FINAL
+        ) AS s USING household_id"""
     return sql, params
 
 

@@ -126,7 +126,10 @@ PROFILE_COLUMNS: Final = {"household_id": "UInt64", "day": "Date", "minutes_7d":
                           "top_series": "Array(UInt64)", "match_minutes": "Array(Float64)",
                           "vod_plays_28d": "UInt32", "active_days_28d": "UInt16", "zap_share_28d": "Float64",
                           "rec_clicks_28d": "UInt32", "prime_share_28d": "Float64", "trend": "Float64",
-                          "days_since_view": "UInt16", "computed_ms": "Int64"}
+                          "days_since_view": "UInt16", "computed_ms": "Int64",
+                          # the subscriber record as of the day (migration 6): segments read one table
+                          **{"region": "String", "status": "String", "products": "String",
+                             "monthly_fee_cents": "Int64", "tenure_days": "Int32", "birth_month": "UInt8"}}
 HOUSEHOLD_PROFILES = Table("household_profiles", PROFILE_COLUMNS, "ReplacingMergeTree(computed_ms)",
                            order_by="(day, household_id)", partition_by="toYYYYMM(day)")
 TAG_COLUMNS: Final = {"household_id": "UInt64", "tag": "String", "level": "String", "score": "Float64",
@@ -184,6 +187,10 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(4, "crm: household_profiles and household_tags",
               (create_table(HOUSEHOLD_PROFILES), create_table(HOUSEHOLD_TAGS))),
     Migration(5, "crm: saved segments", (create_table(SEGMENTS),)),
+    Migration(6, "crm: subscriber fields in household_profiles",
+              tuple(add_column("household_profiles", c, t) for c, t in (
+                  ("region", "String"), ("status", "String"), ("products", "String"),
+                  ("monthly_fee_cents", "Int64"), ("tenure_days", "Int32"), ("birth_month", "UInt8")))),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 

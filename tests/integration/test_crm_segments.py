@@ -21,11 +21,10 @@ def fill(store: Warehouse) -> None:
     value.high for h <= 20, value.mid to 70, value.low above; lifecycle.dormant when h % 10 == 0.
     An older run of the day tags everyone as interest.golf (readers must ignore it)."""
     db = store.database
-    store.execute(f"INSERT INTO {db}.household_profiles (household_id, day, minutes_28d, computed_ms) "
-                  f"SELECT number + 1, toDate('{DAY}'), (number + 1) * 10, 1 FROM system.numbers LIMIT 100")
-    store.execute(f"INSERT INTO {db}.subscribers (household_id, status, activated, region, monthly_fee_cents, "
-                  f"imported_ms) SELECT number + 1, 'active', toDate('2024-01-01'), "
-                  f"if(modulo(number + 1, 2) = 1, 'north', 'south'), 1000, 1 FROM system.numbers LIMIT 100")
+    store.execute(f"INSERT INTO {db}.household_profiles (household_id, day, minutes_28d, computed_ms, status, "
+                  f"region, monthly_fee_cents, tenure_days) SELECT number + 1, toDate('{DAY}'), (number + 1) * 10, "
+                  f"1, 'active', if(modulo(number + 1, 2) = 1, 'north', 'south'), 1000, 400 "
+                  f"FROM system.numbers LIMIT 100")
     store.execute(f"INSERT INTO {db}.household_tags (household_id, tag, level, score, day, computed_ms) "
                   f"SELECT number + 1, 'interest.golf', 'interest', 1, toDate('{DAY}'), 1 "
                   f"FROM system.numbers LIMIT 100")

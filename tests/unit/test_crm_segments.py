@@ -110,9 +110,12 @@ def test_the_parser_never_crashes_on_arbitrary_text(text: str) -> None:
 @given(st.text(st.sampled_from(list("abcinotrdemg_.()'=<>, 0123456789")), max_size=60))
 def test_the_parser_never_crashes_on_near_valid_text(text: str) -> None:
     try:
-        parse(text)
-    except SegmentError:
-        pass
+        node = parse(text)
+    except SegmentError as exc:
+        assert 1 <= exc.position <= len(text) + 2
+        return
+    sql, params = compile_segment(node, "stb")
+    assert len(params) == sql.count("%(v")
 
 
 @settings(max_examples=300, deadline=None)
