@@ -26,7 +26,9 @@ JSON text (see docs/AGENT.md). The agent appends each event to a crash-safe on-d
 spool, seals batches (by count, size or age) and publishes them as wire-format v1
 messages over MQTT 5, QoS 1, removing them from the spool only when the broker has
 acknowledged them. While the broker is away the spool keeps up to spool.max_bytes,
-then drops the oldest events (counted).
+then drops the oldest events (counted). Messages for the box (campaigns) arrive on
+stb/v1/<region>/<device>/messages and are written, one JSON line each, to every UI
+client of --messages-socket; kept on disk (newest 100) while none is connected.
 
 SIGTERM/SIGINT: stop reading the socket, sync the spool, publish what the grace period
 (shutdown_grace_s) allows, exit 0; the rest is published after the next start.
@@ -37,13 +39,13 @@ EPILOG = f"""\
 settings, lowest to highest precedence: defaults, the TOML file (--config), environment
 variables {ENV_PREFIX}__<SECTION>__<KEY> (e.g. {ENV_PREFIX}__DEVICE__ID,
 {ENV_PREFIX}__MQTT__URL, {ENV_PREFIX}__SPOOL__FSYNC=off, {ENV_PREFIX}__BATCH__MAX_AGE_S=1),
-then these flags. Sections: device, mqtt, batch, spool, ingest, metrics, log; see
+then these flags. Sections: device, mqtt, batch, spool, ingest, messages, metrics, log; see
 docs/AGENT.md for every key.
 
 example:
   python -m agent --mqtt mqtts://stb:secret@broker:8883 --device-id stb-0001 \\
       --household-id 42 --region north --spool /var/lib/stb-agent/spool \\
-      --socket /run/stb-agent/events.sock
+      --socket /run/stb-agent/events.sock --messages-socket /run/stb-agent/messages.sock
 """
 
 
@@ -61,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fsync", choices=["batch", "event", "off"], help="spool fsync policy (default batch)")
     p.add_argument("--socket", metavar="PATH",
                    help="UNIX datagram socket for events (default /run/stb-agent/events.sock; '' = off)")
+    p.add_argument("--messages-socket", metavar="PATH",
+                   help="UNIX stream socket where the UI receives messages for the box, one JSON line each "
+                        "('' = off, the default)")
     p.add_argument("--udp-port", metavar="P", type=int, help="also accept events on UDP 127.0.0.1:P (0 = off)")
     p.add_argument("--metrics-port", metavar="P", type=int, help="Prometheus /metrics on 127.0.0.1:P (0 = off)")
     p.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR")
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             "mqtt.url": args.mqtt, "device.id": args.device_id, "device.household_id": args.household_id,
             "device.region": args.region, "device.firmware": args.firmware, "spool.dir": args.spool,
             "spool.max_bytes": args.spool_max_bytes, "spool.fsync": args.fsync, "ingest.unix_path": args.socket,
+            "messages.socket": args.messages_socket,
             "ingest.udp_port": args.udp_port, "metrics.port": args.metrics_port, "log.level": args.log_level,
             "log.format": args.log_format})
     except SettingsError as exc:
@@ -95,6 +101,7 @@ async def _serve(settings: AgentSettings) -> int:
     from agent.core import Agent
     from agent.errors import AgentError
     from agent.ingest_socket import IngestSocket
+    from agent.messages_socket import MessagesSocket
 
     log = logging.getLogger("agent")
     stop = asyncio.Event()
@@ -105,11 +112,14 @@ async def _serve(settings: AgentSettings) -> int:
         agent = Agent(settings)
         ingest = IngestSocket(agent, unix_path=settings.ingest.unix_path, udp_port=settings.ingest.udp_port)
         with _metrics(settings, agent, ingest):
-            async with agent, ingest:
+            async with agent, ingest, contextlib.AsyncExitStack() as extras:
+                if settings.messages.socket and agent.inbox is not None:
+                    await extras.enter_async_context(MessagesSocket(agent.inbox, settings.messages.socket))
                 log.info("agent running", extra={
                     "device_id": settings.device.id, "mqtt": redact_url(settings.mqtt.url),
                     "spool": settings.spool.dir, "pending_events": agent.spool.pending_events,
-                    "socket": settings.ingest.unix_path, "udp_port": ingest.bound_udp_port})
+                    "socket": settings.ingest.unix_path, "udp_port": ingest.bound_udp_port,
+                    "messages_socket": settings.messages.socket})
                 await stop.wait()
                 log.info("stopping: publishing what the grace period allows",
                          extra={"grace_s": settings.shutdown_grace_s, **agent.stats.as_dict()})

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.batcher import Batcher
+from agent.downlink import Inbox
 from agent.errors import RecordTooLarge, SpoolError
 from agent.events import EventHelpers
 from agent.publisher import Publisher
@@ -72,8 +73,12 @@ class Agent(EventHelpers):
         s = settings.spool
         self._spool = Spool(s.dir, max_bytes=s.max_bytes, fsync=s.fsync, on_io_error=self._io_error)
         self._batcher = Batcher(settings.batch)
+        # Messages for the box: kept beside the spool (same durable folder, another file).
+        self.inbox = (Inbox(s.dir, clock_ms=self._clock, keep=settings.messages.keep)
+                      if settings.messages.enabled else None)
         self._publisher = Publisher(settings, self._spool, self.stats, clock_ms=self._clock,
-                                    on_delivered=self._delivered)
+                                    on_delivered=self._delivered,
+                                    on_downlink=self.inbox.receive if self.inbox is not None else None)
         self._publisher.release(self._spool.synced)  # a backlog from the last run goes out at once
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -111,6 +116,14 @@ class Agent(EventHelpers):
 
     def now_ms(self) -> int:
         return self._clock()
+
+    def on_message(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call `callback(message)` on the agent's loop for each message for the box (the map as
+        published), once per message id, never after it expires; messages that came while no
+        callback or UI client listened are handed over first. Do not block in it."""
+        if self.inbox is None:
+            raise RuntimeError("messages are disabled ([messages] enabled = false)")
+        self.inbox.add_listener(lambda message: callback(message.doc))
 
     @property
     def spool(self) -> Spool:

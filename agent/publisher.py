@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from agent.batcher import consecutive, next_batch
 from agent.journal import Cut
@@ -56,7 +58,8 @@ class Publisher:
     """Owns the connection task; `release(position)` makes spooled records up to it publishable."""
 
     def __init__(self, settings: AgentSettings, spool: Spool, stats: AgentStats, *,
-                 clock_ms: Callable[[], int], on_delivered: Callable[[], None]) -> None:
+                 clock_ms: Callable[[], int], on_delivered: Callable[[], None],
+                 on_downlink: Callable[[bytes], None] | None = None) -> None:
         self._settings = settings
         self._spool = spool
         self._stats = stats
@@ -65,6 +68,8 @@ class Publisher:
         self._device = settings.device.id
         self.topic = topic_for(settings.device.region, settings.device.id)
         self.status_topic = self.topic.rsplit("/", 1)[0] + "/status"
+        self.messages_topic = self.topic.rsplit("/", 1)[0] + "/messages"
+        self._on_downlink = on_downlink  # None: no subscription, a clean session
         self._released = spool.head
         self._wake: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -149,6 +154,8 @@ class Publisher:
                 "device_id": self._device, "pending_events": self._spool.pending_events,
                 **({"down_s": round(time.monotonic() - down_since, 1)} if down_since is not None else {})})
             await client.publish(self.status_topic, b"online", qos=1, retain=True)
+            if self._on_downlink is not None:  # again on every connect: cheap, and survives a lost session
+                await client.subscribe(self.messages_topic, qos=1)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch(client), name=f"agent-{self._device}-watch")
                 tg.create_task(self._pump(client, tg), name=f"agent-{self._device}-pump")
@@ -173,12 +180,14 @@ class Publisher:
                 await _disconnect(client)
             raise
 
-    @staticmethod
-    async def _watch(client: aiomqtt.Client) -> None:
-        """aiomqtt does not fail pending publishes when the connection drops; its message
-        iterator does raise, so this ends the connection at once instead of at a timeout."""
-        async for _message in client.messages:  # nothing is subscribed: no message ever comes
-            pass
+    async def _watch(self, client: aiomqtt.Client) -> None:
+        """Hands downlink messages to the inbox. Also: aiomqtt does not fail pending publishes
+        when the connection drops; its message iterator does raise, so this ends the
+        connection at once instead of at a timeout."""
+        async for message in client.messages:
+            if self._on_downlink is not None and message.topic.value == self.messages_topic:
+                payload = message.payload
+                self._on_downlink(payload if isinstance(payload, bytes) else bytes(str(payload), "utf-8"))
         raise aiomqtt.MqttError("message iterator ended")
 
     async def _pump(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
@@ -253,9 +262,19 @@ class Publisher:
             url.hostname or "localhost", url.port or (8883 if url.scheme == "mqtts" else 1883),
             username=unquote(url.username) if url.username else None,
             password=unquote(url.password) if url.password else None,
-            identifier=self._device, protocol=aiomqtt.ProtocolVersion.V5, clean_start=True,
+            # With downlink, a persistent session: the broker queues messages while the box is
+            # off. Uplink needs none (the spool is the durable state).
+            identifier=self._device, protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=self._on_downlink is None, properties=self._connect_properties(),
             keepalive=m.keepalive_s, will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True),
             max_inflight_messages=m.inflight + 1, tls_context=self._tls, timeout=m.publish_timeout_s)
+
+    def _connect_properties(self) -> Properties | None:
+        if self._on_downlink is None:
+            return None
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self._settings.messages.session_expiry_s
+        return props
 
     def _tls_context(self) -> ssl.SSLContext:
         import ssl

@@ -154,12 +154,33 @@ class IngestSettings:
 
 
 @dataclass(frozen=True)
+class MessagesSettings:
+    """Messages for the box (campaigns): see agent/downlink.py and docs/AGENT.md."""
+
+    enabled: bool = True                 # subscribe to stb/v1/{region}/{device}/messages
+    socket: str = ""                     # UNIX stream socket for the UI (JSON lines); "" = off
+    keep: int = 100                      # messages kept while nobody listens (newest)
+    session_expiry_s: int = 7 * 24 * 3600  # the broker queues messages this long while the box is off
+
+    def validate(self) -> list[str]:
+        problems = []
+        if len(self.socket.encode()) > 107:
+            problems.append("socket: at most 107 bytes (sun_path)")
+        if not 1 <= self.keep <= 10_000:
+            problems.append("keep: 1..10000")
+        if not 0 <= self.session_expiry_s <= 2**32 - 1:
+            problems.append("session_expiry_s: 0..4294967295")
+        return problems
+
+
+@dataclass(frozen=True)
 class AgentSettings:
     device: DeviceSettings = field(default_factory=DeviceSettings)
     mqtt: AgentMqttSettings = field(default_factory=AgentMqttSettings)
     batch: BatchPolicy = field(default_factory=BatchPolicy)
     spool: SpoolSettings = field(default_factory=SpoolSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
+    messages: MessagesSettings = field(default_factory=MessagesSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     log: LogSettings = field(default_factory=LogSettings)
     shutdown_grace_s: float = 5.0        # close/SIGTERM: time allowed to publish what is spooled
