@@ -22,7 +22,8 @@ log = logging.getLogger("crm.import")
 def run_import(args: argparse.Namespace, settings: CrmSettings, open_store: Callable[[str], Warehouse]) -> int:
     if args.rejects and not args.skip_invalid:
         raise ExtractRefused("--rejects needs --skip-invalid")
-    extract = read_extract(args.file, settings.subscribers, keep_rejected=bool(args.rejects))
+    extract = read_extract(args.file, settings.subscribers, keep_rejected=bool(args.rejects),
+                           progress=not args.no_progress)
     for name in extract.ignored_columns:
         log.warning("ignoring unknown column %s", name)
     for name in extract.dropped_identifiers:

@@ -11,7 +11,6 @@ from typing import Any
 
 from crm.fields import FIELDS, base_sql
 from crm.segment_parser import And, Bucket, Compare, In, Node, Not, Or, Tag, TagIn
-from crm.tags import latest_run_sql
 
 BUCKETS = 10_000
 
@@ -28,8 +27,9 @@ class _Compiler:
 
     def tags_in(self, names: list[str]) -> str:
         values = ", ".join(self.param(n) for n in names)
+        # %(run)s: the day's newest tag run, looked up once by the caller (crm.segments.query)
         return (f"household_id IN (SELECT household_id FROM {self.db}.household_tags WHERE day = toDate(%(day)s) "
-                f"AND computed_ms = ({latest_run_sql(self.db)}) AND tag IN ({values}))")
+                f"AND computed_ms = %(run)s AND tag IN ({values}))")
 
     def node(self, n: Node) -> str:
         if isinstance(n, Tag):
@@ -55,7 +55,8 @@ class _Compiler:
 
 
 def compile_segment(node: Node, db: str) -> tuple[str, dict[str, Any]]:
-    """`SELECT household_id FROM ... WHERE ...` for day %(day)s (the caller adds `day`), and its parameters."""
+    """`SELECT household_id FROM ... WHERE ...` for day %(day)s and tag run %(run)s (the caller adds both),
+    and its parameters."""
     c = _Compiler(db)
     where = c.node(node)
     return f"SELECT household_id FROM ({base_sql(db)}) WHERE {where}", c.params

@@ -23,6 +23,7 @@ from crm.credit import HouseholdFilter
 from crm.errors import NoData, SegmentError
 from crm.segment_parser import parse
 from crm.segment_sql import compile_segment
+from crm.tags import latest_run_sql
 from warehouse import Warehouse
 
 NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -58,6 +59,7 @@ def query(warehouse: Warehouse, expr: str, day: dt.date | None = None) -> tuple[
     node = parse(resolve(warehouse, expr))
     sql, params = compile_segment(node, warehouse.database)
     params["day"] = (day or latest_day(warehouse)).isoformat()
+    params["run"] = int(warehouse.query_rows(latest_run_sql(warehouse.database), params)[0][0] or 0)
     return sql, params
 
 

@@ -58,11 +58,15 @@ def normalise_header(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
 
 
-def read_extract(path: str | Path, settings: ImportSettings, *, keep_rejected: bool = False) -> Extract:
+def read_extract(path: str | Path, settings: ImportSettings, *, keep_rejected: bool = False,
+                 progress: bool = False) -> Extract:
     """Parse and validate every row; never raises for bad rows (see `bad_count`), only for a file
-    that cannot be read as an extract at all."""
+    that cannot be read as an extract at all. `progress`: a tqdm bar on stderr (rows read)."""
+    from tqdm import tqdm
+
     path = Path(path)
     rows = _parquet_rows(path) if path.suffix.lower() in (".parquet", ".pq") else _csv_rows(path)
+    rows = iter(tqdm(rows, unit=" rows", desc=f"validating {path.name}", disable=not progress, mininterval=0.5))
     try:
         header = next(rows)[1]
     except StopIteration:
