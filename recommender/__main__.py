@@ -73,6 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     s.add_argument("--listen", metavar="HOST:PORT", help="gRPC address (default 0.0.0.0:50051; port 0 = any)")
     s.add_argument("--metrics-port", type=int, metavar="P", help="Prometheus /metrics port, 0 = off (9465)")
     s.add_argument("--ready-file", metavar="PATH", help="write HOST:PORT here once serving")
+    s.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (with --tls-key: TLS only)")
+    s.add_argument("--tls-key", metavar="PEM", help="server private key (mode 0600)")
+    s.add_argument("--tokens-file", metavar="PATH", help="CLIENT_NAME TOKEN [METHOD,...] a line (mode 0600)")
 
     e = sub.add_parser("evaluate", parents=[common, fit], help="time-split offline evaluation")
     e.add_argument("--truth", metavar="PATH", help="ground truth for the ceiling (firmware_sim.truth)")
@@ -104,6 +107,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "signal.zap_threshold_s": get("zap_threshold"), "signal.half_life_days": get("half_life_days"),
         "signal.history_days": get("history_days"), "serve.listen": get("listen"),
         "metrics.port": get("metrics_port"), "serve.ready_file": get("ready_file"),
+        "serve.tls_cert": get("tls_cert"), "serve.tls_key": get("tls_key"), "serve.tokens_file": get("tokens_file"),
         "evaluate.test_days": get("test_days"), "evaluate.window_minutes": get("window_minutes"),
         "evaluate.max_sessions": get("max_sessions"),
         "evaluate.cutoff_ms": parse_time(args.cutoff) if get("cutoff") else None,
@@ -126,8 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log.level, settings.log.format)
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it tried: noise
     if args.command == "serve":
+        from recommender.auth import AuthConfigError, load_auth
         from recommender.server import run
 
+        try:  # the files named in [serve] are checked before anything starts
+            load_auth(settings.serve)
+        except AuthConfigError as exc:
+            for problem in exc.problems:
+                print(f"recommender serve: {problem}", file=sys.stderr)
+            return 2
         return run(settings)
     from recommender.errors import RecommenderError
     from warehouse import WarehouseError, open_warehouse

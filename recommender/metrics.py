@@ -16,3 +16,4 @@ SCHEDULE_REFRESHES = Counter("recommender_schedule_refreshes_total", "Schedule l
 FOLDIN_HOUSEHOLDS = Gauge("recommender_foldin_households", "Households with vectors refreshed by fold-in")
 FOLDINS = Counter("recommender_foldins_total", "Fold-in runs", ["result"])
 STORE_AVAILABLE = Gauge("recommender_store_available", "1 while the store can be queried")
+AUTH_DENIED = Counter("recommender_auth_denied_total", "Calls refused by the token check", ["reason"])

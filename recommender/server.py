@@ -39,6 +39,7 @@ from grpc_reflection.v1alpha import reflection
 from proto import recommender_pb2 as pb
 from proto import recommender_pb2_grpc as pb_grpc
 from recommender import artifact, metrics
+from recommender.auth import AuthConfigError, TokenAuth, load_auth
 from recommender.dayparts import Dayparts
 from recommender.engine import Engine, Snapshot
 from recommender.errors import ModelError
@@ -152,12 +153,17 @@ async def start_grpc(servicer: pb_grpc.RecommenderServicer, s: ServeSettings,
     health (SERVING for "" and the service), reflection; logs "serving" (with `log_extra`),
     then writes `ready_file`. None (logged) when the address cannot be bound. Shared with the
     benchmark's null server so that its reference runs on exactly this stack."""
-    server = grpc.aio.server(maximum_concurrent_rpcs=s.max_concurrent_rpcs)
+    auth = load_auth(s)  # AuthConfigError: the caller reports it (checked before start by the CLI)
+    interceptors = [TokenAuth(auth.clients)] if auth.tokens else []
+    server = grpc.aio.server(maximum_concurrent_rpcs=s.max_concurrent_rpcs, interceptors=interceptors)
     pb_grpc.add_RecommenderServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(s.listen)
+    if auth.credentials is not None:
+        port = server.add_secure_port(s.listen, auth.credentials)
+    else:
+        port = server.add_insecure_port(s.listen)
     if port == 0:
         log.error("cannot listen", extra={"listen": s.listen})
         return None
@@ -165,7 +171,11 @@ async def start_grpc(servicer: pb_grpc.RecommenderServicer, s: ServeSettings,
     for name in ("", SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     address = f"{s.listen.rpartition(':')[0]}:{port}"
-    log.info("serving", extra={"listen": address, "port": port, **log_extra})
+    if auth.tokens and auth.credentials is None:
+        log.warning("bearer tokens on a plaintext port: set serve.tls_cert and serve.tls_key "
+                    "unless the network path is trusted", extra={"listen": address})
+    log.info("serving", extra={"listen": address, "port": port, "tls": auth.credentials is not None,
+                               "mtls": auth.mtls, "token_clients": len(auth.clients), **log_extra})
     if s.ready_file:
         await asyncio.to_thread(_write_atomically, s.ready_file, address + "\n")
     return GrpcStack(server, health_servicer, port, address)
@@ -195,7 +205,12 @@ class RecommenderServer:
         self.state = ServingState(first)
         log.info("model loaded", extra={"version": first.version, "households": first.model.users.size,
                                         "contents": len(first.model.content_ids), "airings": len(first.schedule)})
-        grpc_stack = await start_grpc(RecommenderServicer(self.state, self.engine), s, model_version=first.version)
+        try:
+            grpc_stack = await start_grpc(RecommenderServicer(self.state, self.engine), s,
+                                          model_version=first.version)
+        except AuthConfigError as exc:
+            log.error("cannot start: TLS or tokens settings", extra={"problems": exc.problems})
+            return 2
         if grpc_stack is None:
             return 1
         try:

@@ -177,6 +177,10 @@ class ServeSettings:
     max_concurrent_rpcs: int = 256
     shutdown_grace_s: float = 5.0
     ready_file: str = ""             # written with HOST:PORT once serving (tests, supervisors)
+    tls_cert: str = ""               # PEM certificate chain; with tls_key the port is TLS only
+    tls_key: str = ""                # PEM private key (mode 0600)
+    tls_client_ca: str = ""          # PEM CA: require client certificates signed by it (mTLS)
+    tokens_file: str = ""            # `CLIENT_NAME TOKEN [METHOD,...]` a line (mode 0600); "" = no tokens
 
     def validate(self) -> list[str]:
         problems = []
@@ -199,6 +203,10 @@ class ServeSettings:
             problems.append("max_concurrent_rpcs: must be >= 1")
         if self.shutdown_grace_s <= 0:
             problems.append("shutdown_grace_s: must be > 0")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            problems.append("tls_cert and tls_key: set both (TLS) or neither")
+        if self.tls_client_ca and not self.tls_cert:
+            problems.append("tls_client_ca: needs tls_cert and tls_key")
         return problems
 
 
