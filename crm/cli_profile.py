@@ -28,10 +28,14 @@ def last_day(store: Warehouse, settings: CrmSettings) -> dt.date:
 def run_profile(args: argparse.Namespace, settings: CrmSettings, store: Warehouse) -> int:
     catalogue = load_catalogue(settings.profile.catalogue or None)   # refuse a bad catalogue before any work
     day = args.day or last_day(store, settings)
-    with tqdm(total=2, unit="step", disable=args.no_progress, desc=f"profiles {day}") as bar:
+    with tqdm(unit="step", disable=args.no_progress, desc=f"profiles {day}") as bar:
         started = time.monotonic()
-        households = build_profiles(store, day, settings, catalogue)
-        bar.update(1)
+
+        def shard_done(done: int, shards: int) -> None:
+            bar.total = shards + 1      # the shards of households, then the tags
+            bar.update(1)
+
+        households = build_profiles(store, day, settings, catalogue, on_shard=shard_done)
         bar.set_description(f"tags {day}")
         counts = build_tags(store, day, catalogue)
         bar.update(1)

@@ -38,14 +38,19 @@ class HouseholdFilter:
         return f" AND {column} IN ({self.sql})"
 
 
+def shard_clause(shard: tuple[int, int] | None) -> str:
+    """` AND modulo(household_id, n) = i` for shard (i, n): big jobs run one shard of households at a time."""
+    return f" AND modulo(household_id, {int(shard[1])}) = {int(shard[0])}" if shard else ""
+
+
 def pieces_sql(db: str, credit: CreditSettings, t0_ms: int, t1_ms: int,
-               households: HouseholdFilter | None = None) -> str:
+               households: HouseholdFilter | None = None, shard: tuple[int, int] | None = None) -> str:
     """Credited stretches of views that may overlap [t0_ms, t1_ms): columns household_id,
     channel_id, programme_id, start_ms, stop_ms (stop > start; zero-length ones are dropped)."""
     cut = credit.idle_cut_minutes * MINUTE_MS
     off = credit.utc_offset_minutes * MINUTE_MS
     v0, v1 = int(t0_ms) - cut, int(t1_ms)
-    hh = households.clause() if households else ""
+    hh = (households.clause() if households else "") + shard_clause(shard)
     local_day = f"intDiv(ts_ms + {off}, {DAY_MS})"
     return f"""
 SELECT household_id, channel_id, programme_id, start_ms,

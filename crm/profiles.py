@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from typing import Any
 
 from crm.catalogue import Catalogue
-from crm.credit import pieces_sql
+from crm.credit import pieces_sql, shard_clause
 from crm.ratings import day_bounds
 from crm.settings import DAY_MS, MINUTE_MS, CrmSettings
 from warehouse import Warehouse
@@ -34,8 +35,10 @@ NO_VIEW_DAYS = 9999
 TREND_CAP = 10.0
 
 
-def profile_sql(db: str, day: dt.date, settings: CrmSettings, catalogue: Catalogue) -> tuple[str, dict[str, Any]]:
-    """The INSERT ... SELECT that writes the day's profiles, and its parameters."""
+def profile_sql(db: str, day: dt.date, settings: CrmSettings, catalogue: Catalogue,
+                shard: tuple[int, int] | None = None) -> tuple[str, dict[str, Any]]:
+    """The INSERT ... SELECT that writes the day's profiles (of one shard of households), and its parameters."""
+    part = shard_clause(shard)
     _, t_end = day_bounds(day, settings)
     t90, t28, t7 = t_end - 90 * DAY_MS, t_end - 28 * DAY_MS, t_end - 7 * DAY_MS
     off = settings.credit.utc_offset_minutes * MINUTE_MS
@@ -59,7 +62,7 @@ def profile_sql(db: str, day: dt.date, settings: CrmSettings, catalogue: Catalog
     if not matches:
         outer_matches = "emptyArrayFloat64()"
     top = settings.profile.top_n
-    pieces = pieces_sql(db, settings.credit, t90, t_end)
+    pieces = pieces_sql(db, settings.credit, t90, t_end, shard=shard)
     minutes = f"""
         SELECT household_id, sum(m90) / {MINUTE_MS} AS minutes_90d, sum(m28) / {MINUTE_MS} AS minutes_28d,
                sum(m7) / {MINUTE_MS} AS minutes_7d, {outer_parts} AS daypart_minutes_28d,
@@ -97,11 +100,11 @@ def profile_sql(db: str, day: dt.date, settings: CrmSettings, catalogue: Catalog
                    countIf(kind = 'view' AND duration_s < {int(settings.credit.min_view_s)} AND ts_ms >= {t28}) AS zaps,
                    countIf(kind = 'view' AND ts_ms >= {t28}) AS views,
                    countIf(kind = 'rec_click' AND ts_ms >= {t28}) AS clicks
-            FROM {db}.events FINAL WHERE ts_ms >= {t90} AND ts_ms < {t_end}
+            FROM {db}.events FINAL WHERE ts_ms >= {t90} AND ts_ms < {t_end}{part}
             GROUP BY household_id
             UNION ALL
             SELECT household_id, toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0)
-            FROM {db}.subscribers FINAL WHERE status != 'ended' OR ended >= toDate(%(day)s)
+            FROM {db}.subscribers FINAL WHERE (status != 'ended' OR ended >= toDate(%(day)s)){part}
         )
         GROUP BY household_id"""
     sql = f"""
@@ -128,7 +131,7 @@ def profile_sql(db: str, day: dt.date, settings: CrmSettings, catalogue: Catalog
         ANY LEFT JOIN (
             SELECT household_id, region, status, products, monthly_fee_cents, birth_month,
                    toInt64(toUInt16(activated)) AS activated_days
-            FROM {db}.subscribers FINAL
+            FROM {db}.subscribers FINAL WHERE 1{part}
         ) AS s USING household_id"""
     return sql, params
 
@@ -139,9 +142,25 @@ def _prime(settings: CrmSettings) -> str:
     return f"daypart_minutes_28d[{names.index('prime') + 1}]" if "prime" in names else "0"
 
 
-def build_profiles(warehouse: Warehouse, day: dt.date, settings: CrmSettings, catalogue: Catalogue) -> int:
-    """Write the day's profiles (re-running replaces them); returns how many households were profiled."""
-    sql, params = profile_sql(warehouse.database, day, settings, catalogue)
-    warehouse.query_rows(sql, params)  # INSERT ... SELECT with parameters (execute() takes none)
+def shard_count(warehouse: Warehouse, day: dt.date, settings: CrmSettings) -> int:
+    """Shards of about `profile.shard_households` households (an approximate count of the window's)."""
+    _, t_end = day_bounds(day, settings)
+    n = int(warehouse.query_rows(f"SELECT uniq(household_id) FROM {warehouse.database}.events "
+                                 f"WHERE ts_ms >= {t_end - 90 * DAY_MS} AND ts_ms < {t_end}")[0][0] or 0)
+    return max(1, -(-n // settings.profile.shard_households))
+
+
+def build_profiles(warehouse: Warehouse, day: dt.date, settings: CrmSettings, catalogue: Catalogue,
+                   on_shard: Callable[[int, int], None] | None = None) -> int:
+    """Write the day's profiles (re-running replaces them), one shard of households per statement
+    (bounded memory and statement time; `on_shard(done, total)` after each); returns how many
+    households were profiled."""
+    shards = shard_count(warehouse, day, settings)
+    params: dict[str, Any] = {}
+    for i in range(shards):
+        sql, params = profile_sql(warehouse.database, day, settings, catalogue, (i, shards) if shards > 1 else None)
+        warehouse.query_rows(sql, params)  # INSERT ... SELECT with parameters (execute() takes none)
+        if on_shard:
+            on_shard(i + 1, shards)
     return int(warehouse.query_rows(f"SELECT count() FROM {warehouse.database}.household_profiles FINAL "
                                     "WHERE day = toDate(%(day)s)", params)[0][0])

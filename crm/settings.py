@@ -92,9 +92,13 @@ class DaypartSettings:
 class ProfileSettings:
     catalogue: str = ""                # tag catalogue TOML; "" = the shipped crm/catalogue.toml
     top_n: int = 3                     # top channels and series kept per household
+    shard_households: int = 250_000    # profiles are built this many households per statement
 
     def validate(self) -> list[str]:
-        return [] if 1 <= self.top_n <= 20 else ["top_n: must be 1..20"]
+        problems = [] if 1 <= self.top_n <= 20 else ["top_n: must be 1..20"]
+        if self.shard_households < 1:
+            problems.append("shard_households: must be >= 1")
+        return problems
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ simulator's planted football fans, and the catalogue's other default tags."""
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,8 @@ from crm.catalogue import load_catalogue
 from crm.profiles import build_profiles
 from crm.settings import CrmSettings
 from crm.tags import build_tags, latest_run_sql
-from tests.integration.crm_support import close_and_drop, open_migrated, store_url  # noqa: F401
+from tests.fixtures.clickhouse import _ensure_running as ensure_running
+from tests.integration.crm_support import close_and_drop, open_migrated
 from tests.integration.crm_world import World, simulate
 from warehouse import Warehouse
 
@@ -25,12 +28,21 @@ def world() -> World:
     return simulate(households=800, days=14, seed=5)
 
 
-@pytest.fixture
-def loaded(store_url: str, world: World, tmp_path: Path) -> Iterator[Warehouse]:  # noqa: F811
-    store = open_migrated(store_url)
-    world.load(store, tmp_path)
+@pytest.fixture(scope="module", params=["server", "embedded"])
+def loaded(request: pytest.FixtureRequest, world: World,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
+    """The world loaded once per store for this module's tests (loading is most of their time)."""
+    tmp = tmp_path_factory.mktemp("crm-world")
+    if request.param == "server":
+        server = request.getfixturevalue("clickhouse_server")
+        ensure_running(server)
+        url = server.url(f"test_{uuid.uuid4().hex[:12]}")
+    else:
+        url = f"chdb://{tmp / 'chdb'}"
+    store = open_migrated(url)
+    world.load(store, tmp)
     yield store
-    close_and_drop(store, store_url)
+    close_and_drop(store, url)
 
 
 def tagged(store: Warehouse, day: str, tag: str) -> set[int]:
@@ -67,16 +79,25 @@ def test_football_tag_finds_the_planted_fans(loaded: Warehouse, world: World,
     bad = loaded.query_rows(f"SELECT count() FROM {loaded.database}.household_profiles FINAL "
                             f"WHERE minutes_7d > minutes_28d + 1e-6 OR minutes_28d > minutes_90d + 1e-6")
     assert bad == [(0,)]
-    # re-running the day replaces the run: same tags, no duplicates
+    # built in 3 shards of households the profiles are the same; re-running the tags replaces the run
+    before = loaded.query_rows(f"SELECT household_id, minutes_28d, match_minutes, top_channels, category_names "
+                               f"FROM {loaded.database}.household_profiles FINAL ORDER BY household_id")
+    sharded = dataclasses.replace(settings, profile=dataclasses.replace(settings.profile, shard_households=300))
+    progress: list[tuple[int, int]] = []
+    assert build_profiles(loaded, day, sharded, catalogue, on_shard=lambda i, n: progress.append((i, n))) == n
+    assert progress == [(1, 3), (2, 3), (3, 3)]
+    after = loaded.query_rows(f"SELECT household_id, minutes_28d, match_minutes, top_channels, category_names "
+                              f"FROM {loaded.database}.household_profiles FINAL ORDER BY household_id")
+    assert [r[0] for r in after] == [r[0] for r in before]
+    assert [r[1] for r in after] == pytest.approx([r[1] for r in before])
+    assert [(r[2], r[3], sorted(r[4])) for r in after] == [(r[2], r[3], sorted(r[4])) for r in before]
     again = build_tags(loaded, day, catalogue)
     assert again == counts
 
 
-def test_profile_cli_defaults_to_the_last_day(store_url: str, world: World, tmp_path: Path,  # noqa: F811
+def test_profile_cli_defaults_to_the_last_day(loaded: Warehouse, world: World, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    store = open_migrated(store_url)
-    world.load(store, tmp_path)
-    store.close()
+    store_url = store_url_of(loaded)
     assert main(["profile", "--store", store_url, "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "800 household profiles" in out and world.last_day.isoformat() in out and "interest.football" in out
@@ -85,5 +106,9 @@ def test_profile_cli_defaults_to_the_last_day(store_url: str, world: World, tmp_
     assert main(["profile", "--store", store_url, "--catalogue", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "tag 'fans' is not <level>.<name>" in err and "field 'minuts_28d'" in err
-    store = open_migrated(store_url)
-    close_and_drop(store, store_url)
+
+
+def store_url_of(store: Warehouse) -> str:
+    """The loaded store's URL for a CLI run in this process (chdb: the same folder, shared engine)."""
+    path = getattr(store, "path", None)
+    return f"chdb://{path}" if path is not None else f"{store.url}"
