@@ -1,11 +1,21 @@
 """Messages → columnar event blocks and dead letters.
 
-Per message, only the envelope is checked in Python (`proto.telemetry.decode_envelope`).
+Two implementations of one contract. The native one (`collector/_fastdecode.c`, wrapped by
+`collector.fastdecode`) is used when it is built: at arrival `accept` only scans a message in C
+for its event count (no Python object per event), and `decode` turns every message of a batch
+that the extension accepts into columns in one C call. The extension accepts only what the
+Python path accepts, with the same column values; everything else (anything unusual, or
+invalid) is handed to the Python path below, which decides its fate exactly as it always did.
+
+The Python path: per message the envelope is checked (`proto.telemetry.decode_envelope`).
 Events are validated and converted for a whole batch at once: transposed into columns in
 C (`zip_longest`), type-checked with `set(map(type, ...))`, converted and range-checked
 with numpy, per kind. That fast path is all-or-nothing: if anything in the batch is off,
 the precise per-event validator (`proto.telemetry.check_event`) finds which messages are
 bad, they become dead letters, and the fast path runs again on the rest.
+
+Order: whichever path decoded a message, `sources` and dead letters follow receive order, and
+rows are grouped by message in receive order (events in message order).
 """
 
 from __future__ import annotations
@@ -17,6 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from collector import fastdecode
+from collector.fastdecode import INT_DTYPES as _INT_DTYPES
+from collector.fastdecode import MIN_PLAUSIBLE_MS as _MIN_PLAUSIBLE_MS
 from proto.telemetry import (
     FIELD_COLUMNS,
     KINDS,
@@ -30,10 +43,6 @@ from proto.telemetry import (
     parse_topic,
 )
 from warehouse.columns import DEAD_LETTER_COLUMNS, EVENT_COLUMNS
-
-_INT_DTYPES = {"UInt8": np.uint8, "UInt16": np.uint16, "UInt32": np.uint32, "UInt64": np.uint64,
-               "Int64": np.int64}
-_MIN_PLAUSIBLE_MS = 946_684_800_000  # 2000-01-01: a corrected time before this is garbage
 
 
 class _FastPathFailed(Exception):
@@ -51,14 +60,31 @@ class DeadLetter:
     payload: bytes
 
 
-@dataclass(slots=True)
 class Accepted:
-    """A message whose envelope is valid, waiting in a batch for bulk event decoding."""
+    """A message that passed the arrival check, waiting in a batch for bulk event decoding.
 
-    envelope: Envelope
-    topic: str
-    payload: bytes
-    received_ms: int
+    `envelope` is decoded on first use: the native scan builds none (it knows the message is
+    valid and how many events it has, which is all the batcher needs)."""
+
+    __slots__ = ("_envelope", "event_count", "payload", "received_ms", "topic")
+
+    def __init__(self, envelope: Envelope | None, topic: str, payload: bytes, received_ms: int,
+                 event_count: int = -1) -> None:
+        self._envelope = envelope
+        self.topic = topic
+        self.payload = payload
+        self.received_ms = received_ms
+        self.event_count = event_count if envelope is None else len(envelope.events)
+
+    @property
+    def envelope(self) -> Envelope:
+        """The decoded envelope (InvalidMessage only if the native scan and Python disagree)."""
+        if self._envelope is None:
+            self._envelope = decode_envelope(self.payload, self.topic)
+        return self._envelope
+
+    def __repr__(self) -> str:
+        return f"Accepted({self.topic!r}, {len(self.payload)} bytes, {self.event_count} events)"
 
 
 @dataclass(slots=True)
@@ -89,18 +115,43 @@ class Decoder:
     clock_tolerance_ms: int = 2_000
     max_future_ms: int = 400 * 86_400_000
     dead_letter_bytes: int = 64 * 1024
+    native: bool = True  # use collector._fastdecode when it is built; False: the Python path only
+
+    def __post_init__(self) -> None:
+        if self.native:
+            fastdecode.warn_if_missing()
+
+    @property
+    def uses_native(self) -> bool:
+        return self.native and fastdecode.AVAILABLE
 
     def accept(self, topic: str, payload: bytes, received_ms: int) -> Accepted | DeadLetter:
-        """Envelope check, done as each message arrives (it tells the batch its row count)."""
+        """Arrival check (it tells the batch its row count): the native scan, else the envelope
+        in Python, which also dead-letters what is invalid."""
+        if self.native and fastdecode.AVAILABLE:
+            n = fastdecode.count(topic, payload, received_ms, self.clock_tolerance_ms, self.max_future_ms)
+            if n > 0:
+                return Accepted(None, topic, payload, received_ms, n)
         try:
             return Accepted(decode_envelope(payload, topic), topic, payload, received_ms)
         except InvalidMessage as exc:
             return dead_letter(topic, payload, received_ms, exc, self.dead_letter_bytes)
 
     def decode(self, messages: Sequence[Accepted]) -> DecodedBatch:
+        if not messages or not (self.native and fastdecode.AVAILABLE):
+            return self._decode_python(messages)
+        status, rows, columns = fastdecode.decode([m.topic for m in messages], [m.payload for m in messages],
+                                                  [m.received_ms for m in messages], self.clock_tolerance_ms,
+                                                  self.max_future_ms)
+        if status.count(0) == 0:
+            return DecodedBatch(columns, [], list(messages))
+        slow = self._decode_python([m for m, ok in zip(messages, status, strict=True) if not ok])
+        return _merge(messages, status, rows, columns, slow)
+
+    def _decode_python(self, messages: Sequence[Accepted]) -> DecodedBatch:
         try:
             return DecodedBatch(self._columns(messages), [], list(messages))
-        except _FastPathFailed:
+        except (_FastPathFailed, InvalidMessage):  # InvalidMessage: a lazy envelope, see Accepted
             pass
         good: list[Accepted] = []
         dead: list[DeadLetter] = []
@@ -119,9 +170,9 @@ class Decoder:
     # -- precise path ------------------------------------------------------------------------
 
     def _check_precisely(self, msg: Accepted) -> InvalidMessage | None:
-        env = msg.envelope
-        offset = self._clock_offset(msg.received_ms, env.sent_ms)
         try:
+            env = msg.envelope
+            offset = self._clock_offset(msg.received_ms, env.sent_ms)
             for event in env.events:
                 check_event(event)
                 corrected = event[1] + offset
@@ -212,6 +263,35 @@ class Decoder:
                     if set(map(type, values)) != {str} or max(map(len, values)) > fld.max:
                         raise _FastPathFailed(f"{spec.name}.{fld.column}")
                     out[fld.column][target] = values
+
+
+def _merge(messages: Sequence[Accepted], status: bytes, rows: np.ndarray, native: dict[str, np.ndarray],
+           slow: DecodedBatch) -> DecodedBatch:
+    """The native and the Python results of one batch, in receive order (see the module doc)."""
+    if not slow.sources:
+        return DecodedBatch(native, slow.dead_letters, [m for m, ok in zip(messages, status, strict=True) if ok])
+    stored = {id(m) for m in slow.sources}
+    sources: list[Accepted] = []
+    starts: list[int] = []  # where each source's rows are in native + slow
+    lengths: list[int] = []
+    native_at, slow_at = 0, len(native["seq"])
+    for msg, ok, n in zip(messages, status, rows.tolist(), strict=True):
+        if ok:
+            starts.append(native_at)
+            native_at += n
+        elif id(msg) in stored:
+            n = len(msg.envelope.events)
+            starts.append(slow_at)
+            slow_at += n
+        else:
+            continue
+        sources.append(msg)
+        lengths.append(n)
+    length = np.array(lengths, dtype=np.int64)
+    index = np.repeat(np.array(starts, dtype=np.int64) - (np.cumsum(length) - length), length) + np.arange(
+        int(length.sum()))
+    events = {name: np.concatenate((column, slow.events[name]))[index] for name, column in native.items()}
+    return DecodedBatch(events, slow.dead_letters, sources)
 
 
 def _objects(values: list[Any]) -> np.ndarray:

@@ -125,7 +125,7 @@ class Pipeline:
         result = self._decoder.accept(msg.topic, msg.payload, msg.received_ms)
         if isinstance(result, Accepted):
             batch.accepted.append(result)
-            batch.rows += len(result.envelope.events)
+            batch.rows += result.event_count
         else:
             batch.dead.append(result)
 

@@ -3,6 +3,9 @@
 A message must be stored or dead-lettered the same way whatever else is in its batch, so for
 any batch: (1) the fast path alone accepts a message exactly when `check_event` accepts all of
 its events; (2) decoding the batch keeps exactly those messages, with the rows each gives alone.
+And the native decoder (collector/_fastdecode.c) against the pure-Python one, on raw payloads in
+any msgpack encoding, envelopes included: it accepts only what Python stores, and the batch's
+rows and dead letters are the same either way (`fastdecode_support.assert_twins`).
 Derandomised, so the suite is deterministic; raise max_examples locally to search harder.
 """
 
@@ -18,6 +21,7 @@ from hypothesis import strategies as st
 
 from collector.decoder import Accepted, Decoder, _FastPathFailed
 from proto.telemetry import KINDS, MAX_TS_MS, U64
+from tests.unit.fastdecode_support import Pairs, Raw, assert_twins, pack, random_widths
 
 NOW = int(time.time() * 1000)
 DECODER = Decoder()
@@ -110,3 +114,65 @@ def test_fast_path_and_check_event_agree_on_every_batch(messages: list[Accepted]
     for name, column in decoded.events.items():
         expected = np.concatenate([cols[name] for cols in alone]) if alone else column[:0]
         assert column.tolist() == expected.tolist(), name
+
+
+# -- the native decoder against the pure-Python one ----------------------------------------------
+
+_HEADER_ODDITIES = st.one_of(odd_values, st.sampled_from([0, 2, U64, MAX_TS_MS + 1, 2**64 - 2, "dev-0"]))
+
+
+@st.composite
+def valid_event(draw: st.DrawFn) -> list[Any]:
+    """Within the contract, values on its edges: what the native path must take and get right."""
+    spec = draw(st.sampled_from(list(KINDS.values())))
+    fields = [draw(st.sampled_from([0, f.max]) | st.integers(0, f.max)) if f.type is int
+              else draw(st.text(max_size=f.max) | st.text(min_size=f.max, max_size=f.max)) for f in spec.fields]
+    given = draw(st.integers(spec.required, len(fields)))
+    return [spec.code, draw(st.integers(NOW - 86_400_000, NOW)), *fields[:given]]
+
+
+@st.composite
+def wire_message(draw: st.DrawFn, index: int) -> tuple[str, bytes]:
+    """A raw (topic, payload): mostly valid envelopes in random encodings, some of them broken."""
+    device = f"dev-{index}"
+    sent = draw(st.integers(1, MAX_TS_MS)) if draw(st.integers(0, 4)) == 0 else NOW
+    pairs: list[tuple[Any, Any]] = [("v", 1), ("dev", device), ("hh", index), ("fw", "1"),
+                                    ("seq0", draw(st.sampled_from([0, 7, U64 - 3, U64]))), ("sent", sent),
+                                    ("ev", draw(st.lists(event() if draw(st.booleans()) else valid_event(),
+                                                         min_size=1, max_size=4)))]
+    topic = f"stb/v1/north/{device}/events"
+    rng = draw(st.randoms(use_true_random=False))
+    change = draw(st.integers(0, 19))
+    if change == 0:
+        rng.shuffle(pairs)
+    elif change == 1:
+        del pairs[rng.randrange(len(pairs))]
+    elif change == 2:
+        pairs.append(rng.choice(pairs[:-1]))  # a duplicate key: Python keeps the last
+    elif change == 3:
+        pairs.insert(rng.randrange(len(pairs) + 1), (draw(st.sampled_from(["x", "ev2", 1, Raw(b"\xff")])), [1, 2]))
+    elif change == 4:
+        i = rng.randrange(len(pairs))
+        pairs[i] = (pairs[i][0], draw(_HEADER_ODDITIES))
+    elif change == 5:
+        topic = draw(st.sampled_from(["stb/v1/north/dev-x/events", "stb/v1/North/dev-0/events", "stb/v1/north/"]))
+    elif change == 6:
+        pairs[-1] = ("ev", [[3, NOW, Raw(draw(st.binary(min_size=1, max_size=4))), "x"]])  # maybe not UTF-8
+    payload = pack(Pairs(pairs), random_widths(rng))
+    if change == 7:
+        payload = payload[:draw(st.integers(0, len(payload) - 1))]
+    elif change == 8:
+        payload += draw(st.binary(min_size=1, max_size=3))
+    return topic, payload
+
+
+@st.composite
+def wire_batch(draw: st.DrawFn) -> list[tuple[str, bytes]]:
+    return [draw(wire_message(i)) for i in range(draw(st.integers(1, 6)))]
+
+
+@settings(max_examples=200, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(wire_batch())
+def test_native_and_pure_python_decoders_agree_on_every_batch(messages: list[tuple[str, bytes]]) -> None:
+    assert_twins(messages, NOW)
