@@ -44,9 +44,12 @@ def shard_clause(shard: tuple[int, int] | None) -> str:
 
 
 def pieces_sql(db: str, credit: CreditSettings, t0_ms: int, t1_ms: int,
-               households: HouseholdFilter | None = None, shard: tuple[int, int] | None = None) -> str:
+               households: HouseholdFilter | None = None, shard: tuple[int, int] | None = None,
+               source: str = "") -> str:
     """Credited stretches of views that may overlap [t0_ms, t1_ms): columns household_id,
-    channel_id, programme_id, start_ms, stop_ms (stop > start; zero-length ones are dropped)."""
+    channel_id, programme_id, start_ms, stop_ms (stop > start; zero-length ones are dropped).
+    `source`: where the events are read (default `db.events FINAL`; profiles read a staged copy)."""
+    source = source or f"{db}.events FINAL"
     cut = credit.idle_cut_minutes * MINUTE_MS
     off = credit.utc_offset_minutes * MINUTE_MS
     v0, v1 = int(t0_ms) - cut, int(t1_ms)
@@ -60,19 +63,24 @@ FROM (
            arrayReduce('max', arrayFilter(x -> x <= start_ms, its)) AS last_ms
     FROM (
         SELECT household_id, channel_id, programme_id, ts_ms AS start_ms, duration_s, {local_day} AS dayn
-        FROM {db}.events FINAL
+        FROM {source}
         WHERE kind = 'view' AND duration_s >= {int(credit.min_view_s)} AND ts_ms >= {v0} AND ts_ms < {v1}{hh}
     ) AS v ANY LEFT JOIN (
         SELECT household_id, dayn, groupArray(ts_ms) AS its
         FROM (
             SELECT household_id, ts_ms, arrayJoin([{local_day}, {local_day} + 1]) AS dayn
-            FROM {db}.events FINAL
+            FROM {source}
             WHERE kind IN {INTERACTIONS} AND ts_ms >= {v0 - DAY_MS} AND ts_ms < {v1}{hh}
         )
         GROUP BY household_id, dayn
     ) AS i USING household_id, dayn
 )
 WHERE stop_ms > start_ms"""
+
+
+def lookback_ms(credit: CreditSettings) -> int:
+    """How far before t0 pieces_sql reads events (views: the idle cut; interactions: a day more)."""
+    return credit.idle_cut_minutes * MINUTE_MS + DAY_MS
 
 
 def minutes_sql(pieces: str, base_ms: int, lo_ms: int, hi_ms: int) -> str:

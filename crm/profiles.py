@@ -14,6 +14,11 @@ in 90 days). Windows are assigned by a stretch's start. Households: those with a
 subscriber record (region, status, products, fee, tenure, birth month) is copied into the row, so
 segments and tags read one table.
 
+The build stages the window's events once (deduplicated with FINAL, sorted by shard) in a
+temporary `crm_stage_<random>` table, then runs one INSERT ... SELECT per shard of households
+(`profile.shard_households`): bounded memory and statement time, and each shard reads only its
+own rows. The stage is dropped at the end (a crash can leave one behind: it is safe to drop).
+
 18.16 shapes the SQL: one JOIN per SELECT, no sumMap over String keys (categories are a grouping
 level of their own, channels and series are numeric sumMaps).
 """
@@ -22,22 +27,26 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from crm.catalogue import Catalogue
-from crm.credit import pieces_sql, shard_clause
+from crm.credit import lookback_ms, pieces_sql, shard_clause
 from crm.ratings import day_bounds
 from crm.settings import DAY_MS, MINUTE_MS, CrmSettings
 from warehouse import Warehouse
+from warehouse.columns import KIND_ENUM
 
 NO_VIEW_DAYS = 9999
 TREND_CAP = 10.0
 
 
 def profile_sql(db: str, day: dt.date, settings: CrmSettings, catalogue: Catalogue,
-                shard: tuple[int, int] | None = None) -> tuple[str, dict[str, Any]]:
-    """The INSERT ... SELECT that writes the day's profiles (of one shard of households), and its parameters."""
+                shard: tuple[int, int] | None = None, source: str = "") -> tuple[str, dict[str, Any]]:
+    """The INSERT ... SELECT that writes the day's profiles (of one shard of households), and its
+    parameters. `source`: the events (default `db.events FINAL`; build_profiles stages a copy)."""
+    source = source or f"{db}.events FINAL"
     part = shard_clause(shard)
     _, t_end = day_bounds(day, settings)
     t90, t28, t7 = t_end - 90 * DAY_MS, t_end - 28 * DAY_MS, t_end - 7 * DAY_MS
@@ -62,7 +71,7 @@ def profile_sql(db: str, day: dt.date, settings: CrmSettings, catalogue: Catalog
     if not matches:
         outer_matches = "emptyArrayFloat64()"
     top = settings.profile.top_n
-    pieces = pieces_sql(db, settings.credit, t90, t_end, shard=shard)
+    pieces = pieces_sql(db, settings.credit, t90, t_end, shard=shard, source=source)
     minutes = f"""
         SELECT household_id, sum(m90) / {MINUTE_MS} AS minutes_90d, sum(m28) / {MINUTE_MS} AS minutes_28d,
                sum(m7) / {MINUTE_MS} AS minutes_7d, {outer_parts} AS daypart_minutes_28d,
@@ -100,7 +109,7 @@ def profile_sql(db: str, day: dt.date, settings: CrmSettings, catalogue: Catalog
                    countIf(kind = 'view' AND duration_s < {int(settings.credit.min_view_s)} AND ts_ms >= {t28}) AS zaps,
                    countIf(kind = 'view' AND ts_ms >= {t28}) AS views,
                    countIf(kind = 'rec_click' AND ts_ms >= {t28}) AS clicks
-            FROM {db}.events FINAL WHERE ts_ms >= {t90} AND ts_ms < {t_end}{part}
+            FROM {source} WHERE ts_ms >= {t90} AND ts_ms < {t_end}{part}
             GROUP BY household_id
             UNION ALL
             SELECT household_id, toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0)
@@ -155,12 +164,26 @@ def build_profiles(warehouse: Warehouse, day: dt.date, settings: CrmSettings, ca
     """Write the day's profiles (re-running replaces them), one shard of households per statement
     (bounded memory and statement time; `on_shard(done, total)` after each); returns how many
     households were profiled."""
+    db = warehouse.database
     shards = shard_count(warehouse, day, settings)
-    params: dict[str, Any] = {}
-    for i in range(shards):
-        sql, params = profile_sql(warehouse.database, day, settings, catalogue, (i, shards) if shards > 1 else None)
-        warehouse.query_rows(sql, params)  # INSERT ... SELECT with parameters (execute() takes none)
-        if on_shard:
-            on_shard(i + 1, shards)
+    stage = f"{db}.crm_stage_{uuid.uuid4().hex[:12]}"
+    _, t_end = day_bounds(day, settings)
+    # The window's events, deduplicated once (FINAL is the costly part of reading `events`) and
+    # sorted by shard, so each shard's statement reads only its own households, without FINAL.
+    warehouse.execute(f"CREATE TABLE {stage} (household_id UInt64, kind {KIND_ENUM}, ts_ms Int64, "
+                      f"channel_id UInt32, programme_id UInt64, duration_s UInt32) ENGINE = MergeTree() "
+                      f"ORDER BY (modulo(household_id, {shards}), household_id, ts_ms)")
+    try:
+        warehouse.execute(f"INSERT INTO {stage} SELECT household_id, kind, ts_ms, channel_id, programme_id, "
+                          f"duration_s FROM {db}.events FINAL WHERE ts_ms >= "
+                          f"{t_end - 90 * DAY_MS - lookback_ms(settings.credit)} AND ts_ms < {t_end}")
+        params: dict[str, Any] = {}
+        for i in range(shards):
+            sql, params = profile_sql(db, day, settings, catalogue, (i, shards) if shards > 1 else None, stage)
+            warehouse.query_rows(sql, params)  # INSERT ... SELECT with parameters (execute() takes none)
+            if on_shard:
+                on_shard(i + 1, shards)
+    finally:
+        warehouse.execute(f"DROP TABLE IF EXISTS {stage}")
     return int(warehouse.query_rows(f"SELECT count() FROM {warehouse.database}.household_profiles FINAL "
                                     "WHERE day = toDate(%(day)s)", params)[0][0])
