@@ -17,6 +17,7 @@ from typing import Any
 from collector.process import CollectorProcess
 from firmware_sim.__main__ import load_guide
 from firmware_sim.fleet import FleetPlan, build_world, run_fleet, today_utc
+from firmware_sim.households import Households
 from stbcommon.localservers import Mosquitto
 
 _EVENTS_ROWS = 'collector_rows_written_total{table="events"}'
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         collector = None
         _summary(store)
+        _crm(store, work, plan, households)
         _recommendations(store, work, plan)
         print(f"\nground truth: {work / 'truth.npz'}; data: {work / 'chdb'} (chdb); "
               f"collector log: {work}", flush=True)
@@ -154,6 +156,31 @@ def _summary(store_url: str) -> None:
                                         else f"{v!s:<34}" for v in row))
     finally:
         wh.close()
+
+
+def _crm(store_url: str, work: Path, plan: FleetPlan, households: Households) -> None:
+    """Subscriber extract, profiles and tags, then yesterday's top programmes and the football fans
+    (through `python -m crm`, as an operator would: the simulator never imports the CRM)."""
+    import datetime as dt
+    import subprocess
+
+    from firmware_sim.subscribers import write_subscribers
+
+    day = (plan.start + dt.timedelta(days=plan.days - 1)).isoformat()   # the data's yesterday
+    write_subscribers(work / "subscribers.csv", households, plan.start + dt.timedelta(days=plan.days - 1))
+    print(f"\n== CRM: yesterday ({day}): top programmes by rating, and the football fans", flush=True)
+    steps = [["import-subscribers", str(work / "subscribers.csv")], ["profile", "--day", day, "--no-progress"],
+             ["ratings", "--day", day, "--top", "5"], ["segment", "count", "interest.football", "--day", day]]
+    for step in steps:
+        run = subprocess.run([sys.executable, "-m", "crm", *step, "--store", store_url], capture_output=True,
+                             text=True, timeout=600)
+        if run.returncode != 0:
+            print(f"   crm {step[0]} failed: {run.stderr.strip()[-500:]}", flush=True)
+            return
+        if step[0] == "ratings":
+            print("\n".join("   " + line for line in run.stdout.splitlines()[1:]), flush=True)
+        elif step[0] == "segment":
+            print(f"   segment \"football fans\" (interest.football): {int(run.stdout):,} households", flush=True)
 
 
 def _recommendations(store_url: str, work: Path, plan: FleetPlan, households: int = 3) -> None:

@@ -18,6 +18,9 @@ seniors (1-2). Archetypes child, teen, adult, senior set the priors of each memb
 - channel repertoire: the 16 entitled channels with the highest
   log(taste . channel genre mix) + 0.8 log(reach) + Gumbel noise; the first 2 are the
   member's home channels,
+- football: a fan or not (P by archetype, raised by the taste for sport); fans like football
+  matches, everyone else avoids them, and fans keep a football channel in their repertoire
+  (`football_fan_households` is the ground truth of the CRM's interest.football tag),
 - daypart habits: probability of a viewing session per daypart, weekday and weekend,
 - zapping, guide and VOD propensities, the utility of "not watching" and the typical
   length of a partial view.
