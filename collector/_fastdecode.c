@@ -382,14 +382,17 @@ typedef struct {
 } Params;
 
 enum { K_V, K_DEV, K_HH, K_FW, K_SEQ0, K_SENT, K_EV, N_KEYS };
-static const char *const key_names[N_KEYS] = {"v", "dev", "hh", "fw", "seq0", "sent", "ev"};
 
 static int key_index(const Item *it)
 {
-    for (int k = 0; k < N_KEYS; k++)
-        if (strlen(key_names[k]) == it->u && memcmp(key_names[k], it->str, it->u) == 0)
-            return k;
-    return -1;
+    const char *k = (const char *)it->str;
+    switch (it->u) {
+    case 1: return k[0] == 'v' ? K_V : -1;
+    case 2: return memcmp(k, "hh", 2) == 0 ? K_HH : memcmp(k, "fw", 2) == 0 ? K_FW : memcmp(k, "ev", 2) == 0 ? K_EV : -1;
+    case 3: return memcmp(k, "dev", 3) == 0 ? K_DEV : -1;
+    case 4: return memcmp(k, "seq0", 4) == 0 ? K_SEQ0 : memcmp(k, "sent", 4) == 0 ? K_SENT : -1;
+    default: return -1;
+    }
 }
 
 static int device_char(uint8_t c)

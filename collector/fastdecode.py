@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -72,9 +72,13 @@ def warn_if_missing() -> None:
                     "reinstall with a C compiler (pip install -e .)", _import_error)
 
 
-def count(topic: str, payload: bytes, received_ms: int, tolerance_ms: int, max_future_ms: int) -> int:
-    n: int = _native.count(topic, payload, received_ms, tolerance_ms, max_future_ms)
-    return n
+def _count_missing(topic: str, payload: bytes, received_ms: int, tolerance_ms: int, max_future_ms: int) -> int:
+    return -1
+
+
+# count(topic, payload, received_ms, tolerance_ms, max_future_ms): the message's event count if
+# the extension accepts it, else -1. The C function itself: it runs once per message.
+count: Callable[[str, bytes, int, int, int], int] = _native.count if AVAILABLE else _count_missing
 
 
 def decode(topics: list[str], payloads: list[bytes], received: list[int], tolerance_ms: int,
