@@ -92,21 +92,10 @@ def _airings(wh: Warehouse, t0: int, t1: int, universe: int, settings: CrmSettin
         FROM (
             SELECT channel_id, a_start, household_id,
                    least(sum(least(stop_ms, a_stop) - greatest(start_ms, a_start)), a_stop - a_start) AS hh_ms
-            FROM (
-                -- each stretch against its channel's airings of the day (arrays, one row per channel):
-                -- only the overlapping ones become rows (a row join would make stretches x airings)
-                SELECT household_id, channel_id, start_ms, stop_ms,
-                       arrayJoin(arrayFilter(i -> starts[i] < stop_ms AND stops[i] > start_ms,
-                                             arrayEnumerate(starts))) AS idx,
-                       starts[idx] AS a_start, stops[idx] AS a_stop
-                FROM (SELECT household_id, channel_id, start_ms, stop_ms FROM ({pieces})) AS v
-                ALL INNER JOIN (  -- one row per channel; not ANY: modern ANY INNER keeps one left row per key
-                    SELECT channel_id, groupArray(start_ms) AS starts, groupArray(stop_ms) AS stops
-                    FROM {db}.airings FINAL
-                    WHERE start_ms >= {t0} AND start_ms < {t1} AND stop_ms > start_ms
-                    GROUP BY channel_id
-                ) AS a USING channel_id
-            )
+            FROM (SELECT household_id, channel_id, start_ms, stop_ms FROM ({pieces})) AS v
+            ALL INNER JOIN (SELECT channel_id, start_ms AS a_start, stop_ms AS a_stop FROM {db}.airings FINAL
+                            WHERE start_ms >= {t0} AND start_ms < {t1} AND stop_ms > start_ms) AS a USING channel_id
+            WHERE start_ms < a_stop AND stop_ms > a_start
             GROUP BY channel_id, a_start, a_stop, household_id
         )
         GROUP BY channel_id, a_start""", params)
