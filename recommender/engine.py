@@ -12,11 +12,11 @@ the airings are resolved once per Snapshot, popularity and reasons only where ne
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -74,8 +74,7 @@ class Snapshot:
         return dataclasses.replace(self, overlay=overlay)
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(NamedTuple):  # a tuple: built 10x per request, a frozen dataclass cost 3 us each
     programme_id: int
     content_id: int
     channel_id: int
@@ -93,7 +92,7 @@ class Answer:
 
 
 def _request_id() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 32 hex digits, as uuid4().hex (which costs ~5x more)
 
 
 class Engine:

@@ -17,3 +17,5 @@ FOLDIN_HOUSEHOLDS = Gauge("recommender_foldin_households", "Households with vect
 FOLDINS = Counter("recommender_foldins_total", "Fold-in runs", ["result"])
 STORE_AVAILABLE = Gauge("recommender_store_available", "1 while the store can be queried")
 AUTH_DENIED = Counter("recommender_auth_denied_total", "Calls refused by the token check", ["reason"])
+BATCH_SIZE = Histogram("recommender_batch_size", "Recommend calls scored together (micro-batching)",
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))

@@ -44,6 +44,7 @@ from recommender.dayparts import Dayparts
 from recommender.engine import Engine, Snapshot
 from recommender.errors import ModelError
 from recommender.foldin import fold_in_fresh
+from recommender.microbatch import Batcher
 from recommender.schedule import Schedule
 from recommender.servicer import RecommenderServicer
 from recommender.settings import HOUR_MS, RecommenderSettings, ServeSettings
@@ -206,8 +207,10 @@ class RecommenderServer:
         log.info("model loaded", extra={"version": first.version, "households": first.model.users.size,
                                         "contents": len(first.model.content_ids), "airings": len(first.schedule)})
         try:
-            grpc_stack = await start_grpc(RecommenderServicer(self.state, self.engine), s,
-                                          model_version=first.version)
+            batcher = (Batcher(self.state, self.engine, s.batch_max, s.batch_max_wait_ms / 1000)
+                       if s.batch_max > 1 else None)
+            grpc_stack = await start_grpc(RecommenderServicer(self.state, self.engine, batcher), s,
+                                          model_version=first.version, batch_max=s.batch_max)
         except AuthConfigError as exc:
             log.error("cannot start: TLS or tokens settings", extra={"problems": exc.problems})
             return 2

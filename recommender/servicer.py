@@ -7,18 +7,23 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
 from proto import recommender_pb2 as pb
 from proto import recommender_pb2_grpc as pb_grpc
 from recommender import metrics
+from recommender.batch import Query
 from recommender.engine import COLD_START, Answer, Engine, Snapshot
 from recommender.errors import InvalidArgument, UnknownContent
+
+if TYPE_CHECKING:
+    from recommender.microbatch import Batcher
 
 log = logging.getLogger("recommender.servicer")
 FALLBACK = "fallback:popular"
@@ -37,20 +42,31 @@ def to_proto(answer: Answer, reason_override: str = "") -> pb.RecommendResponse:
         model_version=answer.model_version, request_id=answer.request_id)
 
 
+def _count(a: Answer) -> Answer:
+    metrics.ANSWERS.labels("cold_start" if a.items and a.items[0].reason == COLD_START else "personal").inc()
+    return a
+
+
 class RecommenderServicer(pb_grpc.RecommenderServicer):
-    def __init__(self, state: SnapshotSource, engine: Engine) -> None:
+    """`batcher` (micro-batching) answers Recommend when given; otherwise each call is scored
+    alone. Both give the same answers (tests/unit/test_rec_batch.py)."""
+
+    def __init__(self, state: SnapshotSource, engine: Engine, batcher: Batcher | None = None) -> None:
         self._state = state
         self._engine = engine
+        self._batcher = batcher
 
     async def Recommend(self, request: pb.RecommendRequest, context: grpc.aio.ServicerContext) -> Any:
         r = request
+        batcher = self._batcher
 
-        def answer(snap: Snapshot) -> pb.RecommendResponse:
-            a = self._engine.recommend(snap, r.household_id, r.k, r.at_unix_ms, r.window_minutes,
-                                       list(r.channel_ids), r.exclude_watched)
-            kind = "cold_start" if a.items and a.items[0].reason == COLD_START else "personal"
-            metrics.ANSWERS.labels(kind).inc()
-            return to_proto(a)
+        def answer(snap: Snapshot) -> pb.RecommendResponse | Awaitable[pb.RecommendResponse]:
+            if batcher is not None:
+                return _batched(batcher, Query(r.household_id, r.k, r.at_unix_ms, r.window_minutes,
+                                               r.channel_ids, r.exclude_watched))
+            return to_proto(_count(self._engine.recommend(snap, r.household_id, r.k, r.at_unix_ms,
+                                                          r.window_minutes, list(r.channel_ids),
+                                                          r.exclude_watched)))
 
         def fallback(snap: Snapshot) -> pb.RecommendResponse:
             a = self._engine.popular(snap, r.at_unix_ms, r.window_minutes, list(r.channel_ids), r.k)
@@ -70,14 +86,15 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             self._engine.popular(snap, r.at_unix_ms, r.window_minutes, list(r.channel_ids), r.k)))
 
     async def _handle(self, method: str, context: grpc.aio.ServicerContext,
-                      call: Callable[[Snapshot], pb.RecommendResponse],
+                      call: Callable[[Snapshot], pb.RecommendResponse | Awaitable[pb.RecommendResponse]],
                       fallback: Callable[[Snapshot], pb.RecommendResponse] | None = None) -> Any:
         started = time.perf_counter()
         snap = self._state.snapshot  # one immutable model for the whole request
         code, message = grpc.StatusCode.OK, ""
         response = None
         try:
-            response = call(snap)
+            result = call(snap)
+            response = await result if inspect.isawaitable(result) else result
         except InvalidArgument as exc:
             code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
         except UnknownContent as exc:
@@ -95,3 +112,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         if code is not grpc.StatusCode.OK:
             await context.abort(code, message)
         return response
+
+
+async def _batched(batcher: Batcher, query: Query) -> pb.RecommendResponse:
+    return to_proto(_count(await batcher.recommend(query)))

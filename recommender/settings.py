@@ -177,6 +177,8 @@ class ServeSettings:
     max_concurrent_rpcs: int = 256
     shutdown_grace_s: float = 5.0
     ready_file: str = ""             # written with HOST:PORT once serving (tests, supervisors)
+    batch_max: int = 64              # Recommend calls scored together at most; 1 = each call alone
+    batch_max_wait_ms: float = 5.0   # longest a call waits for others while the loop is busy; 0 = one turn
     tls_cert: str = ""               # PEM certificate chain; with tls_key the port is TLS only
     tls_key: str = ""                # PEM private key (mode 0600)
     tls_client_ca: str = ""          # PEM CA: require client certificates signed by it (mTLS)
@@ -203,6 +205,10 @@ class ServeSettings:
             problems.append("max_concurrent_rpcs: must be >= 1")
         if self.shutdown_grace_s <= 0:
             problems.append("shutdown_grace_s: must be > 0")
+        if not 1 <= self.batch_max <= 1024:
+            problems.append("batch_max: must be 1..1024 (1 = no micro-batching)")
+        if not 0 <= self.batch_max_wait_ms <= 20:
+            problems.append("batch_max_wait_ms: must be 0..20")
         if bool(self.tls_cert) != bool(self.tls_key):
             problems.append("tls_cert and tls_key: set both (TLS) or neither")
         if self.tls_client_ca and not self.tls_cert:
