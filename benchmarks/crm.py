@@ -4,9 +4,11 @@ count latency, on ClickHouse 18.16.
 Synthetic world, generated inside ClickHouse (INSERT ... SELECT from system.numbers: Python never
 holds the rows): a 40-channel guide of 2,000 programmes in 10 categories (every 20th a football
 match; every 5th household watches football half the time), per household 8 views of 1-51 minutes
-over the 28 days, each after a tune (so the idle cut keeps them), and a subscriber record.
+over the 28 days, each after a tune (so the idle cut keeps them), and a subscriber record; on the
+last day, 30-minute airings on every channel and 6 more views per household (the ratings day).
 Measured: `build_profiles` and `build_tags` for the last day (the real code path of
-`python -m crm profile`), and `segments.count` of the issue's example
+`python -m crm profile`), `compute_ratings` of the last day by programme, channel and daypart,
+and `segments.count` of the issue's example
 expression and of a bucket expression, 5 runs each. References in the same run: a bare per-household
 aggregation of the same views (`sum(duration_s) ... GROUP BY household_id`, the least any profile
 must read) and a bare `count()` of the day's profiles. Target: segment count <= 1 s at 1M households.
@@ -26,6 +28,7 @@ from benchmarks.common import Result, cpu_seconds, format_row
 from crm import segments
 from crm.catalogue import load_catalogue
 from crm.profiles import build_profiles
+from crm.ratings import compute_ratings
 from crm.settings import DAY_MS, CrmSettings
 from crm.tags import build_tags
 from stbcommon.localservers import ClickHouseServer
@@ -34,6 +37,7 @@ from warehouse.columns import KIND_ENUM
 
 DAY = dt.date(2026, 11, 30)
 VIEWS = 8
+RATING_VIEWS = 6
 EXAMPLE = ("interest.football and value in (high, mid) and not lifecycle.dormant and minutes_28d >= 300 "
            "and region = 'north'")
 BUCKET = "bucket('bench') < 1000 and minutes_28d > 0"
@@ -68,6 +72,24 @@ def generate(store: Warehouse, households: int) -> dict[str, Any]:
                      intDiv(v, {VIEWS}) + 1 AS h,
                      {t0} + toInt64(modulo(intHash64(v), {28 * 86400 - 3600})) * 1000 AS ts
               FROM system.numbers LIMIT {n})""")
+    # The ratings day: 30-minute airings on every channel, and 6 more views per household on DAY itself.
+    d0 = t_end - DAY_MS
+    store.execute(f"""INSERT INTO {db}.airings (channel_id, start_ms, stop_ms, programme_id, updated_ms)
+        SELECT toUInt32(101 + intDiv(number, 48)), {d0} + modulo(number, 48) * 1800000,
+               {d0} + (modulo(number, 48) + 1) * 1800000, 1 + modulo(intHash64(number), 2000), 1
+        FROM system.numbers LIMIT {40 * 48}""")
+    m = households * RATING_VIEWS * 2
+    store.execute(f"""INSERT INTO {db}.events (household_id, device_id, seq, kind, device_ts_ms, ts_ms, received_ms,
+                                              region, firmware, channel_id, programme_id, duration_s)
+        SELECT h, concat('stb-', toString(h)), {n} + number, CAST(if(is_view, 'view', 'tune') AS {KIND_ENUM}),
+               ts, ts, ts, 'north', 'bench', toUInt32(101 + modulo(intHash64(v), 40)),
+               if(is_view, 1 + modulo(intHash64(v + 7777777777), 2000), 0),
+               toUInt32(if(is_view, 60 + modulo(intHash64(v + 3333333333), 3000), 0))
+        FROM (SELECT number, intDiv(number, 2) AS v, modulo(number, 2) = 1 AS is_view,
+                     intDiv(v, {RATING_VIEWS}) + 1 AS h,
+                     {d0} + toInt64(modulo(intHash64(v + 99), 86400 - 3600)) * 1000 AS ts
+              FROM system.numbers LIMIT {m})""")
+    n += m
     store.execute(f"""INSERT INTO {db}.subscribers (household_id, status, activated, products, monthly_fee_cents,
                                                    region, imported_ms)
         SELECT number + 1, if(modulo(number, 25) = 0, 'suspended', 'active'),
@@ -100,6 +122,9 @@ def measure(server: ClickHouseServer, households: int) -> dict[str, Any]:
         row["profiled"], row["tags"] = profiled, sum(tags.values())
         row["profile_build_s"] = row["profiles_s"] + row["tags_s"]
         row["ratio_to_reference"] = row["profile_build_s"] / row["reference_aggregation_s"]
+        for by in ("programme", "channel", "daypart"):
+            rated, row[f"ratings_{by}_s"] = timed(lambda b=by: compute_ratings(store, DAY, b, settings))
+            row[f"ratings_{by}_rows"] = len(rated.rows)
         for name, expr in (("example", EXAMPLE), ("bucket", BUCKET)):
             times = []
             for _ in range(5):
