@@ -14,11 +14,16 @@ Modules, one job each (docs/RECOMMENDER.md has the design and the figures behind
     model        ContentModel: implicit ALS with fit / recommend / similar_items / save / load
     index        ItemIndex: FAISS inner product, exact or HNSW by catalogue size
     foldin       fresh viewing folded into a trained model (recalculate_user)
+    arrays       artifact arrays as .npy files, memory-mapped when served
     artifact     versioned model directories, published atomically behind a CURRENT pointer
     train        the training pipeline
     engine       answers Recommend / SimilarProgrammes / Popular from one immutable Snapshot
+    batch        Recommend for a batch of calls, one numpy operation per step
+    microbatch   gathers concurrent Recommend calls into batches
     servicer     the gRPC adapter (typed errors -> status codes)
+    auth         TLS and per-client bearer tokens (server interceptor)
     server       the serving daemon: grpc.aio on uvloop, health, reflection, hot reload
+    procs        `serve --processes N`: several serving processes on one port
     metrics      Prometheus metrics of the server
     evalsets     evaluation data: test views, sessions, per-session fold-in rows
     evaluate     time-split offline evaluation with baselines

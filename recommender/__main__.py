@@ -73,6 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     s.add_argument("--listen", metavar="HOST:PORT", help="gRPC address (default 0.0.0.0:50051; port 0 = any)")
     s.add_argument("--metrics-port", type=int, metavar="P", help="Prometheus /metrics port, 0 = off (9465)")
     s.add_argument("--ready-file", metavar="PATH", help="write HOST:PORT here once serving")
+    s.add_argument("--processes", type=int, metavar="N",
+                   help="serving processes on the one port (SO_REUSEPORT), sharing the memory-mapped model (1)")
+    s.add_argument("--process-index", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
     s.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (with --tls-key: TLS only)")
     s.add_argument("--tls-key", metavar="PEM", help="server private key (mode 0600)")
     s.add_argument("--tokens-file", metavar="PATH", help="CLIENT_NAME TOKEN [METHOD,...] a line (mode 0600)")
@@ -107,7 +110,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "signal.zap_threshold_s": get("zap_threshold"), "signal.half_life_days": get("half_life_days"),
         "signal.history_days": get("history_days"), "serve.listen": get("listen"),
         "metrics.port": get("metrics_port"), "serve.ready_file": get("ready_file"),
-        "serve.tls_cert": get("tls_cert"), "serve.tls_key": get("tls_key"), "serve.tokens_file": get("tokens_file"),
+        "serve.processes": get("processes"), "serve.tls_cert": get("tls_cert"), "serve.tls_key": get("tls_key"),
+        "serve.tokens_file": get("tokens_file"),
         "evaluate.test_days": get("test_days"), "evaluate.window_minutes": get("window_minutes"),
         "evaluate.max_sessions": get("max_sessions"),
         "evaluate.cutoff_ms": parse_time(args.cutoff) if get("cutoff") else None,
@@ -139,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
             for problem in exc.problems:
                 print(f"recommender serve: {problem}", file=sys.stderr)
             return 2
-        return run(settings)
+        if settings.serve.processes > 1:
+            from recommender.procs import run_processes
+
+            return run_processes(settings, list(sys.argv[1:] if argv is None else argv), settings.serve.processes)
+        return run(settings, args.process_index)
     from recommender.errors import RecommenderError
     from warehouse import WarehouseError, open_warehouse
 

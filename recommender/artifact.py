@@ -3,17 +3,20 @@
     DIR/CURRENT                       the live version's name, one line
     DIR/versions/<version>/
         meta.json                     version, format, data window, counts, timings, evaluation
-        model.npz model.json          factors, ids, daypart sub-profiles, training settings
+        model.*.npy model.json        factors, ids, daypart sub-profiles, training settings
         index.faiss                   catalogue index (flat or HNSW)
-        history.npz                   raw viewing sums (fold-in starts from them)
-        watched.npz                   programmes each household watched (exclude_watched)
+        history.*.npy                 raw viewing sums (fold-in starts from them)
+        seen.*.npy                    household x content sums over dayparts (reasons)
+        watched.*.npy                 programmes each household watched (exclude_watched)
         popularity.npz                popular-now tables
         airings.npz                   the schedule around the data end (serving without a store)
 
 A version is written into `DIR/.tmp-<version>-<pid>/`, every file and the folder fsynced,
 then renamed into `versions/` (one atomic rename on one filesystem); only then is CURRENT
 replaced (write `CURRENT.<pid>.tmp`, fsync, `os.replace`, fsync the folder). A reader that
-follows CURRENT therefore never sees a half-written model. Old versions beyond
+follows CURRENT therefore never sees a half-written model. The big arrays are one .npy file
+each, memory-mapped read-only by `load` (recommender/arrays.py): serving processes on a host
+share one copy. Format 1 (.npz groups) still loads. Old versions beyond
 `keep_versions` are pruned after a publish, never the one CURRENT names.
 """
 
@@ -32,13 +35,15 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from recommender.arrays import load_arrays, save_arrays
 from recommender.errors import ModelError
 from recommender.model import ContentModel
 from recommender.popularity import Popularity
 from recommender.schedule import Schedule
 from recommender.signal import Viewing, Watched
 
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
 CURRENT = "CURRENT"
 VERSIONS = "versions"
 
@@ -119,6 +124,7 @@ class Artifact:
     schedule: Schedule
     watched: Watched
     history: Viewing
+    seen: sp.csr_matrix | None = None  # history.household_raw(), stored so serving maps it
 
     def write(self, folder: Path) -> None:
         """Write every file of this version into `folder` (see `publish`)."""
@@ -126,13 +132,13 @@ class Artifact:
         self.popularity.save(folder / "popularity.npz")
         self.schedule.save(folder / "airings.npz")
         w = self.watched
-        np.savez(folder / "watched.npz", household_ids=w.household_ids, indptr=w.indptr,
-                 programme_ids=w.programme_ids)
+        save_arrays(folder, "watched", {"household_ids": w.household_ids, "indptr": w.indptr,
+                                        "programme_ids": w.programme_ids})
         h = self.history
-        arrays: dict[str, Any] = {"household_ids": h.household_ids, "content_ids": h.content_ids,
-                                  "dayparts": h.dayparts, "ref_ms": h.ref_ms,
-                                  **_csr("raw", h.raw), **_csr("zaps", h.zaps)}
-        np.savez(folder / "history.npz", **arrays)
+        save_arrays(folder, "history", {"household_ids": h.household_ids, "content_ids": h.content_ids,
+                                        "dayparts": np.asarray(h.dayparts), "ref_ms": np.asarray(h.ref_ms),
+                                        **_csr("raw", h.raw), **_csr("zaps", h.zaps)})
+        save_arrays(folder, "seen", _csr("m", self.seen if self.seen is not None else h.household_raw()))
         (folder / "meta.json").write_text(json.dumps({**self.meta, "format": FORMAT,
                                                       "version": self.version}, indent=2))
 
@@ -143,8 +149,11 @@ def _csr(name: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
 
 
 def _from_csr(z: Any, name: str) -> sp.csr_matrix:
-    return sp.csr_matrix((z[f"{name}_data"], z[f"{name}_indices"], z[f"{name}_indptr"]),
-                         shape=tuple(z[f"{name}_shape"]))
+    shape = tuple(int(n) for n in z[f"{name}_shape"])
+    data, indices, indptr = z[f"{name}_data"], z[f"{name}_indices"], z[f"{name}_indptr"]
+    m = sp.csr_matrix(shape, dtype=data.dtype)
+    m.data, m.indices, m.indptr = data, indices, indptr  # as stored (mapped), not re-checked into copies
+    return m
 
 
 def load(model_dir: Path, version: str | None = None, *, blend: float | None = None) -> Artifact:
@@ -156,16 +165,18 @@ def load(model_dir: Path, version: str | None = None, *, blend: float | None = N
     folder = model_dir / VERSIONS / version
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        if meta.get("format") != FORMAT:
-            raise ModelError(f"{folder}: format {meta.get('format')} is not {FORMAT}", path=str(folder))
+        if meta.get("format") not in READABLE_FORMATS:
+            raise ModelError(f"{folder}: format {meta.get('format')} is not one of {READABLE_FORMATS}",
+                             path=str(folder))
         model = ContentModel.load(folder, blend=blend)
-        with np.load(folder / "watched.npz", allow_pickle=False) as z:
-            watched = Watched(z["household_ids"], z["indptr"], z["programme_ids"])
-        with np.load(folder / "history.npz", allow_pickle=False) as z:
-            history = Viewing(z["household_ids"], z["content_ids"], int(z["dayparts"]),
-                              _from_csr(z, "raw"), _from_csr(z, "zaps"), int(z["ref_ms"]))
+        z = load_arrays(folder, "watched")
+        watched = Watched(z["household_ids"], z["indptr"], z["programme_ids"])
+        z = load_arrays(folder, "history")
+        history = Viewing(z["household_ids"], z["content_ids"], int(z["dayparts"]),
+                          _from_csr(z, "raw"), _from_csr(z, "zaps"), int(z["ref_ms"]))
+        seen = _from_csr(load_arrays(folder, "seen"), "m") if meta["format"] >= 2 else None
         return Artifact(version, meta, model, Popularity.load(folder / "popularity.npz"),
-                        Schedule.load(folder / "airings.npz", f"artifact {version}"), watched, history)
+                        Schedule.load(folder / "airings.npz", f"artifact {version}"), watched, history, seen)
     except ModelError:
         raise
     except (OSError, KeyError, ValueError) as exc:

@@ -65,7 +65,8 @@ class Snapshot:
     @classmethod
     def from_artifact(cls, a: Artifact, schedule: Schedule | None = None) -> Snapshot:
         return cls(a.version, a.meta, a.model, a.popularity, a.watched, a.history,
-                   a.history.household_raw(), schedule if schedule is not None else a.schedule)
+                   a.seen if a.seen is not None else a.history.household_raw(),
+                   schedule if schedule is not None else a.schedule)
 
     def with_schedule(self, schedule: Schedule) -> Snapshot:
         return dataclasses.replace(self, schedule=schedule)

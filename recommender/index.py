@@ -62,7 +62,8 @@ class ItemIndex:
 
     @classmethod
     def load(cls, path: Path, s: IndexSettings | None = None) -> ItemIndex:
-        index = faiss.read_index(str(path))
+        # mapped read-only: serving processes share the file's pages (a flat or HNSW index)
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         kind = "flat"
         if isinstance(index, faiss.IndexHNSW):
             kind = "hnsw"

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 import threadpoolctl
 
+from recommender.arrays import load_arrays, save_arrays
 from recommender.errors import ModelError, UnknownContent
 from recommender.index import ItemIndex
 from recommender.settings import AlsSettings, DaypartSettings, IndexSettings, SignalSettings
@@ -220,12 +221,12 @@ class ContentModel:
     # --- persistence ----------------------------------------------------------------------
 
     def save(self, folder: Path) -> list[Path]:
-        """Write model.npz, index.faiss and model.json into `folder`; returns the files."""
+        """Write model.*.npy, index.faiss and model.json into `folder`; returns the files."""
         u = self.users
-        np.savez(folder / "model.npz", content_ids=self.content_ids, item_factors=self.item_factors,
-                 household_ids=u.household_ids, user_factors=u.factors, dp_keys=u.dp_keys,
-                 dp_factors=u.dp_factors)
-        files = [folder / "model.npz", folder / "model.json"]
+        files = save_arrays(folder, "model", {
+            "content_ids": self.content_ids, "item_factors": self.item_factors, "household_ids": u.household_ids,
+            "user_factors": u.factors, "dp_keys": u.dp_keys, "dp_factors": u.dp_factors})
+        files.append(folder / "model.json")
         (folder / "model.json").write_text(json.dumps({
             "als": vars_of(self.als_settings), "daypart": vars_of(self.daypart_settings),
             "index": vars_of(self.index_settings)}, indent=2))
@@ -243,8 +244,7 @@ class ContentModel:
                                        for k, v in conf["daypart"].items()}
             daypart = DaypartSettings(**dp_conf)
             index = IndexSettings(**conf["index"])
-            with np.load(folder / "model.npz", allow_pickle=False) as z:
-                arrays = {name: z[name] for name in z.files}
+            arrays = load_arrays(folder, "model")  # memory-mapped: shared by every serving process
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"cannot read model in {folder}: {exc}", path=str(folder)) from exc
         model = cls(als, daypart, index)

@@ -315,8 +315,23 @@ def _write_atomically(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def run(settings: RecommenderSettings) -> int:
+class _ProcessIndex(logging.Filter):
+    """Adds `worker=i` to every record of a process started by `serve --processes N`."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.index
+        return True
+
+
+def run(settings: RecommenderSettings, process_index: int | None = None) -> int:
     logs.configure(settings.log.level, settings.log.format)
+    if process_index is not None:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_ProcessIndex(process_index))
     # clickhouse-driver logs every failed connect with a traceback; StoreLink logs it once.
     logging.getLogger("clickhouse_driver").setLevel(logging.ERROR)
     import faiss

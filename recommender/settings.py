@@ -177,6 +177,7 @@ class ServeSettings:
     max_concurrent_rpcs: int = 256
     shutdown_grace_s: float = 5.0
     ready_file: str = ""             # written with HOST:PORT once serving (tests, supervisors)
+    processes: int = 1               # serving processes on the one port (SO_REUSEPORT), one mapped model
     batch_max: int = 64              # Recommend calls scored together at most; 1 = each call alone
     batch_max_wait_ms: float = 5.0   # longest a call waits for others while the loop is busy; 0 = one turn
     tls_cert: str = ""               # PEM certificate chain; with tls_key the port is TLS only
@@ -205,6 +206,8 @@ class ServeSettings:
             problems.append("max_concurrent_rpcs: must be >= 1")
         if self.shutdown_grace_s <= 0:
             problems.append("shutdown_grace_s: must be > 0")
+        if not 1 <= self.processes <= 256:
+            problems.append("processes: must be 1..256")
         if not 1 <= self.batch_max <= 1024:
             problems.append("batch_max: must be 1..1024 (1 = no micro-batching)")
         if not 0 <= self.batch_max_wait_ms <= 20:

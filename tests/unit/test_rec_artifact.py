@@ -135,3 +135,19 @@ def test_parse_time() -> None:
     assert parse_time("2026-01-01T01:00:00+01:00", now) == 1_767_225_600_000
     with pytest.raises(ValueError):
         parse_time("yesterday", now)
+
+
+def test_served_arrays_are_memory_mapped(bundle: artifact.Artifact, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serving processes share one copy of a version: the big arrays are views of the files."""
+    from recommender import arrays
+
+    monkeypatch.setattr(arrays, "MMAP_MIN_BYTES", 0)
+    v = artifact.new_version()
+    artifact.publish(tmp_path, v, dataclasses.replace(bundle, version=v).write)
+    a = artifact.load(tmp_path)
+    mapped = [a.model.item_factors, a.model.users.factors, a.model.users.dp_factors, a.history.raw.data,
+              a.history.raw.indices, a.watched.programme_ids, a.seen.data if a.seen is not None else None]
+    assert all(isinstance(m, np.memmap) for m in mapped)
+    assert (a.seen != bundle.history.household_raw()).nnz == 0 if a.seen is not None else False
+    assert np.array_equal(a.model.users.factors, bundle.model.users.factors)
