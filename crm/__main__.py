@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 import sys
 from typing import Any
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     from stbcommon import logs
 
     logs.configure(settings.log.level, settings.log.format)
+    # clickhouse-driver logs a traceback for a refused connection; the one-line reason below says it
+    logging.getLogger("clickhouse_driver").setLevel(logging.ERROR)
     from crm.errors import CrmError
     from warehouse import WarehouseError, open_warehouse
 

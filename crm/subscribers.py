@@ -65,6 +65,8 @@ def read_extract(path: str | Path, settings: ImportSettings, *, keep_rejected: b
     from tqdm import tqdm
 
     path = Path(path)
+    if not path.is_file():
+        raise ExtractRefused(f"cannot read {path}: no such file")
     rows = _parquet_rows(path) if path.suffix.lower() in (".parquet", ".pq") else _csv_rows(path)
     rows = iter(tqdm(rows, unit=" rows", desc=f"validating {path.name}", disable=not progress, mininterval=0.5))
     try:
