@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -85,21 +86,17 @@ def _airings(wh: Warehouse, t0: int, t1: int, universe: int, settings: CrmSettin
     if not len(guide["channel_id"]):
         return []
     hi = int(guide["stop_ms"].max())
-    pieces = pieces_sql(db, settings.credit, t0, hi, households)
-    per_airing = wh.query_columns(f"""
-        SELECT channel_id, a_start, sum(hh_ms) AS credited_ms, countIf(hh_ms >= {settings.credit.reach_s * 1000})
-               AS reached
-        FROM (
-            SELECT channel_id, a_start, household_id,
-                   least(sum(least(stop_ms, a_stop) - greatest(start_ms, a_start)), a_stop - a_start) AS hh_ms
-            FROM (SELECT household_id, channel_id, start_ms, stop_ms FROM ({pieces})) AS v
-            ALL INNER JOIN (SELECT channel_id, start_ms AS a_start, stop_ms AS a_stop FROM {db}.airings FINAL
-                            WHERE start_ms >= {t0} AND start_ms < {t1} AND stop_ms > start_ms) AS a USING channel_id
-            WHERE start_ms < a_stop AND stop_ms > a_start
-            GROUP BY channel_id, a_start, a_stop, household_id
-        )
-        GROUP BY channel_id, a_start""", params)
-    totals = _minute_totals(wh, pieces, t0, hi, params)
+    # The credited stretches are needed twice (per airing, and per minute for the shares): computed
+    # once into a temporary table (reading `events FINAL` is the costly part), dropped at the end.
+    stage = f"{db}.crm_stage_{uuid.uuid4().hex[:12]}"
+    wh.execute(f"CREATE TABLE {stage} (household_id UInt64, channel_id UInt32, start_ms Int64, stop_ms Int64) "
+               "ENGINE = MergeTree() ORDER BY (channel_id, household_id)")
+    try:
+        wh.query_rows(f"INSERT INTO {stage} SELECT household_id, channel_id, start_ms, stop_ms "
+                      f"FROM ({pieces_sql(db, settings.credit, t0, hi, households)})", params)
+        per_airing, totals = _per_airing(wh, stage, t0, t1, hi, settings)
+    finally:
+        wh.execute(f"DROP TABLE IF EXISTS {stage}")
     key = {(int(c), int(s)): i for i, (c, s) in enumerate(zip(per_airing["channel_id"], per_airing["a_start"],
                                                                 strict=True))}
     cum = np.concatenate([[0.0], np.cumsum(totals)])
@@ -116,6 +113,27 @@ def _airings(wh: Warehouse, t0: int, t1: int, universe: int, settings: CrmSettin
                      "category": str(guide["category"][j]),
                      **_figures(credited, stop - start, universe, reached, span)})
     return rows
+
+
+def _per_airing(wh: Warehouse, stage: str, t0: int, t1: int, hi: int,
+                settings: CrmSettings) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Credited ms and reached households per airing, and every channel's credited ms per minute."""
+    db = wh.database
+    pieces = f"SELECT household_id, channel_id, start_ms, stop_ms FROM {stage}"
+    per_airing = wh.query_columns(f"""
+        SELECT channel_id, a_start, sum(hh_ms) AS credited_ms, countIf(hh_ms >= {settings.credit.reach_s * 1000})
+               AS reached
+        FROM (
+            SELECT channel_id, a_start, household_id,
+                   least(sum(least(stop_ms, a_stop) - greatest(start_ms, a_start)), a_stop - a_start) AS hh_ms
+            FROM (SELECT household_id, channel_id, start_ms, stop_ms FROM ({pieces})) AS v
+            ALL INNER JOIN (SELECT channel_id, start_ms AS a_start, stop_ms AS a_stop FROM {db}.airings FINAL
+                            WHERE start_ms >= {t0} AND start_ms < {t1} AND stop_ms > start_ms) AS a USING channel_id
+            WHERE start_ms < a_stop AND stop_ms > a_start
+            GROUP BY channel_id, a_start, a_stop, household_id
+        )
+        GROUP BY channel_id, a_start""")
+    return per_airing, _minute_totals(wh, pieces, t0, hi, {})
 
 
 def _channels(wh: Warehouse, t0: int, t1: int, universe: int, settings: CrmSettings,
