@@ -178,5 +178,6 @@ async def test_calls_are_gathered_while_the_loop_is_busy_and_a_lone_call_does_no
     got = await asyncio.gather(*(later(q, 3 * i) for i, q in enumerate(qs)))
     assert sizes == [3] and all(isinstance(a, Answer) for a in got)
     started = loop.time()
-    lone = await batcher.recommend(qs[0])  # nothing else on the loop: flushed at once, not after 30 s
+    fresh = Batcher(_State(synthetic), ENGINE, max_batch=64, max_wait_s=30.0)  # no concurrency seen yet
+    lone = await fresh.recommend(qs[0])  # nothing else on the loop: flushed at once, not after 30 s
     assert sizes == [3, 1] and isinstance(lone, Answer) and loop.time() - started < 5
