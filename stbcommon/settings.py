@@ -4,12 +4,16 @@ A daemon declares its settings as a tree of frozen dataclasses with defaults; `l
 it from a TOML file, environment variables named `PREFIX__SECTION__KEY` (case-insensitive,
 e.g. `STB_COLLECTOR__MQTT__URL`) and command-line overrides given as dotted keys. Unknown
 keys and wrongly typed values are errors; all of them are reported at once, together with
-what each dataclass's `validate()` finds, before the daemon starts.
+what each dataclass's `validate()` finds, before the daemon starts. A settings file that other
+users can read (`mode & 0o077`) and that holds a secret (a URL with a password, an inline
+private key, or a non-empty value under a name like password/token/secret/key that is not the
+path of an existing file) is refused, naming the file, the settings and `chmod 600`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import tomllib
 import types
@@ -37,9 +41,12 @@ def load(cls: type[T], *, toml_path: str | Path | None = None, env: Mapping[str,
     tree: dict[str, Any] = {}
     if toml_path:
         try:
-            tree = tomllib.loads(Path(toml_path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            with open(toml_path, "rb") as f:
+                mode = os.fstat(f.fileno()).st_mode  # of the file read, not of whatever the path is now
+                tree = tomllib.loads(f.read().decode())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise SettingsError([f"config file {toml_path}: {exc}"]) from None
+        problems.extend(_exposed_secrets(Path(toml_path), mode, tree))
     if env and env_prefix:
         for name, value in env.items():
             if name.upper().startswith(env_prefix.upper() + "__"):
@@ -54,6 +61,50 @@ def load(cls: type[T], *, toml_path: str | Path | None = None, env: Mapping[str,
     if problems:
         raise SettingsError(problems)
     return typing.cast(T, result)
+
+
+# Setting names that say "this is a secret": words of the name (split at _ - .).
+_SECRET_WORD = re.compile(r"pass(word|wd|phrase)?|pwd|secrets?|tokens?|keys?|apikey|credentials?")
+# ... unless the last word says the value only points at one (key_file, tokens_file).
+_REFERENCE_WORDS = frozenset({"file", "path", "dir", "url", "cert"})
+# scheme://user:PASSWORD@ with a non-empty password (`default:@host` holds none).
+_URL_WITH_PASSWORD = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*:/{0,2}[^/@\s'\":]*:[^\s'\"/@]+@")
+
+
+def _exposed_secrets(path: Path, mode: int, tree: dict[str, Any]) -> list[str]:
+    """The refusal of a settings file that others can read and that holds a secret (by name,
+    never quoting the value)."""
+    if not mode & 0o077:
+        return []
+    found = sorted(set(_secrets_in("", tree, "", path.parent)))
+    if not found:
+        return []
+    return [f"config file {path} can be read by other users (mode {mode & 0o777:o}) and holds a password, "
+            f"token or key ({', '.join(found)}): run chmod 600 {path}"]
+
+
+def _secrets_in(name: str, value: Any, where: str, folder: Path) -> list[str]:
+    """Dotted names of the settings under `value` that hold a secret."""
+    if isinstance(value, dict):
+        return [hit for key, child in value.items()
+                for hit in _secrets_in(str(key), child, f"{where}.{key}" if where else str(key), folder)]
+    if isinstance(value, list):
+        return [hit for child in value for hit in _secrets_in(name, child, where, folder)]
+    return [where] if isinstance(value, str) and value and _is_secret(name, value, folder) else []
+
+
+def _is_secret(name: str, value: str, folder: Path) -> bool:
+    if _URL_WITH_PASSWORD.search(value) or "PRIVATE KEY-----" in value:
+        return True
+    words = [w for w in re.split(r"[_.-]", name.lower()) if w]
+    if not words or words[-1] in _REFERENCE_WORDS or not any(_SECRET_WORD.fullmatch(w) for w in words):
+        return False
+    # A name like tls_key may hold the path of a key file: a reference, not the secret itself.
+    try:
+        candidate = Path(value).expanduser()
+        return not (candidate.is_file() or (folder / candidate).is_file())
+    except (OSError, RuntimeError):  # too long for a file name, an unknown ~user: not a path
+        return True
 
 
 def _set_path(tree: dict[str, Any], keys: list[str], value: Any, origin: str) -> None:
