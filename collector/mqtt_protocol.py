@@ -6,7 +6,7 @@ list — no per-message futures, callbacks or tasks. A packet split across reads
 bytearray until its announced length is there. PUBACKs for a whole batch go out in one
 `transport.write`.
 
-The owner (`collector.mqtt5_source.MqttSource`) opens a connection per generation, drives
+The owner (`collector.mqtt_source.MqttSource`) opens a connection per generation, drives
 `tick()` for keep-alive and decides when to reconnect; this class only speaks the protocol:
 CONNECT → CONNACK → SUBSCRIBE → SUBACK (then `ready` resolves), PUBLISH in, PUBACK out,
 PINGREQ, DISCONNECT.

@@ -1,8 +1,7 @@
 """The collector's MQTT source on an asyncio Protocol with the `mqtt5` codec.
 
-A drop-in replacement for `collector.mqtt_source.MqttSource` (same constructor, methods,
-`Message` fields and metrics) without paho: paho's pure-Python packet handling was about
-40 % of the collector's CPU. Works on uvloop and on the default loop.
+It replaced a paho-mqtt source with the same interface: paho's pure-Python packet handling
+was about 40 % of the collector's CPU. Works on uvloop and on the default loop.
 
 Guarantees, as before: a message is acknowledged only when the pipeline calls `ack` (after
 its rows are committed), in the order given, and only on the connection it came from;
@@ -26,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 import mqtt5
 
 from collector import metrics
-from collector.mqtt5_protocol import BrokerRefused, Message, MqttProtocol
+from collector.mqtt_protocol import BrokerRefused, Message, MqttProtocol
 from collector.settings import MqttSettings
 from stbcommon.backoff import Backoff
 from stbcommon.settings import redact_url

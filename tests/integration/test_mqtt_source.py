@@ -20,7 +20,7 @@ import pytest
 import uvloop
 
 from collector import metrics
-from collector.mqtt5_source import Message, MqttSource
+from collector.mqtt_source import Message, MqttSource
 from collector.settings import MqttSettings
 from firmware_sim.loadgen import publish
 from stbcommon.localservers import Mosquitto, free_port
@@ -294,7 +294,7 @@ def test_tls_with_password_or_client_certificate(tls_broker: TlsMosquitto, certs
     async def refused(s: MqttSettings, error: str) -> None:
         """Logged and retried: __aenter__ does not return."""
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="collector.mqtt5_source"), pytest.raises(TimeoutError):
+        with caplog.at_level(logging.WARNING, logger="collector.mqtt_source"), pytest.raises(TimeoutError):
             async with asyncio.timeout(1.0):
                 await MqttSource(s).__aenter__()
         errors = [getattr(r, "error", "") for r in caplog.records if r.getMessage() == "mqtt connect failed, retrying"]

@@ -16,8 +16,8 @@ import mqtt5
 import pytest
 
 from collector import metrics
-from collector.mqtt5_protocol import Message, MqttProtocol, packet_size, puback_bytes
-from collector.mqtt5_source import MqttSource
+from collector.mqtt_protocol import Message, MqttProtocol, packet_size, puback_bytes
+from collector.mqtt_source import MqttSource
 from collector.settings import MqttSettings
 
 Q1 = mqtt5.QoS.AT_LEAST_ONCE
@@ -433,7 +433,7 @@ async def test_aclose_flushes_pubacks_then_disconnects_with_reason_0(broker: Fak
 
 async def test_aclose_gives_up_on_a_broker_that_does_not_close(broker: FakeBroker,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("collector.mqtt5_source._CLOSE_TIMEOUT_S", 0.05)
+    monkeypatch.setattr("collector.mqtt_source._CLOSE_TIMEOUT_S", 0.05)
     src = MqttSource(settings())
     await src.__aenter__()
     monkeypatch.setattr(broker.last, "drop", lambda exc=None: None)  # ignores the DISCONNECT
