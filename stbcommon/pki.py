@@ -316,8 +316,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="stb-pki", description=__doc__.split("\n\n")[0],
-                epilog="Factory flow and broker deployment: docs/SECURITY.md.",
+    p = _Parser(prog="stb-pki", description=(__doc__ or "").split("Errors:")[0].strip(),
+                epilog="Exit status 0 on success, 1 with a one-line reason on stderr, 2 for a malformed "
+                       "command line. Factory flow and broker deployment: docs/SECURITY.md.",
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -335,12 +336,12 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("issue", "issue NAME.crt and NAME.key signed by the CA (CN = NAME)")
     sp.add_argument("kind", choices=KINDS, help="device: client, CN = device id; server: TLS server with --host "
                     "SANs; service: client identity of a headend service (collector, marketing)")
-    sp.add_argument("name")
+    sp.add_argument("name", metavar="NAME", help="the identity: a device id, a service or a host name")
     sp.add_argument("--days", type=int, help="validity (default device 3650, server/service 825)")
     sp.add_argument("--host", action="append", default=[],
                     help="server only, repeatable: a DNS name or IP in the SAN (default localhost, 127.0.0.1)")
     sp.add_argument("--force", action="store_true", help="issue although NAME has a live certificate "
-                    "(renewal; revoke the old one when it is replaced)")
+                    "(renewal: the old one stays valid until it expires or is revoked)")
     sp.add_argument("--passphrase-file", help="encrypt NAME.key with this file's first line; also unlocks ca.key "
                     "unless --ca-passphrase-file is given")
     sp.add_argument("--ca-passphrase-file", help="unlocks an encrypted ca.key")
@@ -348,7 +349,7 @@ def _parser() -> argparse.ArgumentParser:
                        ("crl", "re-sign crl.pem with a fresh validity")):
         sp = add(name, text)
         if name == "revoke":
-            sp.add_argument("name")
+            sp.add_argument("name", metavar="NAME")
         else:
             sp.add_argument("--crl-days", type=int, help="new CRL validity in days")
         sp.add_argument("--ca-passphrase-file", "--passphrase-file", dest="ca_passphrase_file",
