@@ -179,7 +179,7 @@ def test_passphrases_encrypt_keys_and_unlock_the_ca(ca_dir: Path, tmp_path: Path
     (["issue", "device", "collector"], "service identity"),
     (["issue", "device", "ca"], "not ca"),
     (["issue", "device", "stb/1"], "letters, digits"),
-    (["issue", "device", "-x"], "arguments are required: name"),   # argparse: "-x" looks like an option
+    (["issue", "device", "-x"], "arguments are required: NAME"),   # argparse: "-x" looks like an option
     (["issue", "device", ".hidden"], "letters, digits"),
     (["issue", "device", "stb+1"], "letters, digits"),
     (["issue", "device", "stb-4", "--host", "example.net"], "server certificates only"),
