@@ -1,5 +1,10 @@
 """Popular-now, computed at training time from recent viewing and stored in the artifact.
 
+Three tiers, so the ranking never collapses when recent viewing is thin (a sparse or
+long-spread audience, a quiet week): contents watched in the last `popularity.days` by that
+audience; then contents watched in the whole training window by their decayed audience
+there (taken from the training sums, no extra query); then channel x daypart audience.
+
 Two tables from one query over the last `popularity.days`: audience per content (decayed
 share watched, summed over households) and audience per channel x daypart (per hour of the
 daypart, so a short daypart is not penalised). `Popular` ranks airings by their content's
@@ -10,7 +15,7 @@ never seen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +44,14 @@ class Popularity:
     content_audience: np.ndarray  # float64, share of the total
     channel_ids: np.ndarray       # uint32 sorted
     channel_daypart: np.ndarray   # float64 (channels, dayparts), share of the total per daypart-hour
+    history_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # sorted
+    history_audience: np.ndarray = field(default_factory=lambda: np.zeros(0))  # training-window share
+
+    def with_history(self, content_ids: np.ndarray, audience: np.ndarray) -> Popularity:
+        """The second tier: audience of each content over the whole training window."""
+        a = np.asarray(audience, dtype=np.float64)
+        return replace(self, history_ids=np.asarray(content_ids, dtype=np.uint64),
+                       history_audience=a / max(a.sum(), 1e-12))
 
     @classmethod
     def from_columns(cls, cols: dict[str, np.ndarray], dayparts: Dayparts) -> Popularity:
@@ -74,20 +87,28 @@ class Popularity:
         return np.where(found, out, 0.0)
 
     def scores(self, content_ids: np.ndarray, channel_ids: np.ndarray, dayparts: np.ndarray) -> np.ndarray:
-        """Popular-now: content audience first; channel x daypart audience orders the rest
-        (and breaks ties). In [0, 2): a known content always outranks an unknown one."""
-        content = self.content_scores(content_ids)
+        """Popular-now: recent content audience first, then audience over the training window,
+        then channel x daypart audience (which also breaks ties). In [0, 3): [2, 3) recent,
+        [1, 2) watched earlier only, [0, 1) by channel alone."""
+        ids = np.asarray(content_ids, dtype=np.uint64)
+        content = self.content_scores(ids)
         channel = self.channel_scores(channel_ids, dayparts)
-        return np.where(content > 0, 1.0 + content + 1e-9 * channel, 0.999 * channel)
+        earlier = _lookup(self.history_ids, self.history_audience, ids)
+        return np.where(content > 0, 2.0 + content + 1e-9 * channel,
+                        np.where(earlier > 0, 1.0 + earlier + 1e-9 * channel, 0.999 * channel))
 
     def save(self, path: Path) -> None:
         np.savez(path, content_ids=self.content_ids, content_audience=self.content_audience,
-                 channel_ids=self.channel_ids, channel_daypart=self.channel_daypart)
+                 channel_ids=self.channel_ids, channel_daypart=self.channel_daypart,
+                 history_ids=self.history_ids, history_audience=self.history_audience)
 
     @classmethod
     def load(cls, path: Path) -> Popularity:
         with np.load(path, allow_pickle=False) as z:
-            return cls(z["content_ids"], z["content_audience"], z["channel_ids"], z["channel_daypart"])
+            pop = cls(z["content_ids"], z["content_audience"], z["channel_ids"], z["channel_daypart"])
+            if "history_ids" in z.files:  # artifacts before the second tier lack it
+                pop = pop.with_history(z["history_ids"], z["history_audience"])
+            return pop
 
     @classmethod
     def empty(cls, dayparts: int) -> Popularity:

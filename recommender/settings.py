@@ -33,12 +33,14 @@ class StoreSettings:
 class SignalSettings:
     """How viewing becomes implicit feedback (the same for training, fold-in and evaluation)."""
 
-    history_days: float = 56.0       # training reads views this far back from the data end
+    history_days: float = 365.0      # training reads views this far back (decay weighs them, no hard cut)
     zap_threshold_s: int = 180       # views shorter than this are zapping: noise, never a positive
     half_life_days: float = 14.0     # a view this old counts half; 0 = no decay
     log_scale: bool = True           # confidence from log1p(decayed watched share) instead of linear
     zap_negatives: bool = False      # contents zapped past (and never watched) as weak explicit negatives
     zap_negative_weight: float = 0.15  # its value: confidence alpha * weight (> 1 to outweigh "unobserved")
+    min_strength: float = 1.0        # a household whose strongest decayed content sum is below this
+                                     # (thin or old viewing) is scaled up to it; 0 = off
 
     def validate(self) -> list[str]:
         problems = []
@@ -50,6 +52,8 @@ class SignalSettings:
             problems.append("half_life_days: must be >= 0 (0 = no decay)")
         if self.zap_negative_weight <= 0:
             problems.append("zap_negative_weight: must be > 0")
+        if self.min_strength < 0:
+            problems.append("min_strength: must be >= 0 (0 = off)")
         return problems
 
 

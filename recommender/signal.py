@@ -158,15 +158,33 @@ class Viewing:
         Positives: log1p(raw) (or raw); with `zap_negatives`, contents only ever zapped past
         get -zap_negative_weight (implicit reads a negative value as "not liked" with
         confidence |alpha * value|)."""
-        household = _transform(self.household_raw(), s.log_scale)
+        raw = self.household_raw()
+        lift = strength_lift(raw, s.min_strength)
+        if lift is not None:
+            raw = (sp.diags(lift) @ raw).tocsr()
+        household = _transform(raw, s.log_scale)
         if s.zap_negatives and self.zaps.nnz:
             only_zapped = self.zaps - self.zaps.multiply(household > 0)
             only_zapped.eliminate_zeros()
             negatives = only_zapped.astype(bool).astype(np.float32) * -float(s.zap_negative_weight)
             household = (household + negatives).tocsr()
         household.sort_indices()
-        per_daypart = _transform(self.raw, s.log_scale)
-        return household, per_daypart
+        per_daypart = self.raw if lift is None else (sp.diags(np.repeat(lift, self.dayparts)) @ self.raw).tocsr()
+        return household, _transform(per_daypart, s.log_scale)
+
+
+def strength_lift(household_raw: sp.csr_matrix, min_strength: float) -> np.ndarray | None:
+    """Per household, the factor that lifts its strongest content sum to `min_strength`
+    (1 where it is already there; None when nobody needs it). Decay orders a household's
+    viewing by recency; without this, a household that watched nothing lately would have
+    every confidence decayed to ~0 (weaker than an unobserved cell's) and a vector of noise."""
+    if min_strength <= 0 or household_raw.shape[0] == 0:
+        return None
+    strongest = household_raw.max(axis=1).toarray().ravel().astype(np.float64)
+    weak = (strongest > 0) & (strongest < min_strength)
+    if not weak.any():
+        return None
+    return np.where(weak, min_strength / np.where(weak, strongest, 1.0), 1.0).astype(np.float32)
 
 
 def holdout_mask(household_ids: np.ndarray, fraction: float) -> np.ndarray:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from recommender import artifact
@@ -104,6 +105,7 @@ def fit(settings: RecommenderSettings, store: Warehouse, *, until_ms: int = 0, s
             popularity, watched, side_timings = (side.result() if side is not None
                                                  else _side_tables(store, t0, t1, s, dayparts, shards))
             timings.update(side_timings)
+            popularity = popularity.with_history(viewing.content_ids, np.asarray(viewing.raw.sum(axis=0)).ravel())
             timings["popularity.overlapped"] = side is not None
             step("popularity", t)  # with a side connection: only the wait after the fit
 
