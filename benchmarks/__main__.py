@@ -17,6 +17,7 @@ BENCHMARKS = {
     "train": ("benchmarks.train", "extraction, ALS fit and index build at 100k and 1M households, vs bare implicit"),
     "agent": ("benchmarks.agent", "agent RSS and CPU at 1 and 100 events/s, spool replay, vs bare python"),
     "crm": ("benchmarks.crm", "household profiles + tags at 100k and 1M households, segment count latency"),
+    "fuzz": ("benchmarks.fuzz", "atheris (libFuzzer) on every raw-input parser: inputs tried, coverage, findings"),
     "decode": ("benchmarks.decode", "decoder CPU per event, native extension vs pure Python, no broker or store"),
 }
 

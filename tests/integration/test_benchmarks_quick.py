@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", ["ingest", "serve", "train", "agent"])
+@pytest.mark.parametrize("name", ["ingest", "serve", "train", "agent", "fuzz"])
 def test_quick_benchmark_runs(name: str, tmp_path: Path) -> None:
     out = tmp_path / f"{name}.json"
     run = subprocess.run([sys.executable, "-m", "benchmarks", name, "--quick", "--json", str(out)],
@@ -24,6 +24,8 @@ def test_quick_benchmark_runs(name: str, tmp_path: Path) -> None:
     assert doc["benchmark"] == name and doc["machine"]["cores"] and doc["rows"] and doc["headline"]
     if name == "ingest":  # every run verified its committed row count against what was published
         assert all(r["committed"] == r["messages"] * r["events_per_message"] for r in doc["rows"])
+    if name == "fuzz":  # every target ran and none found a crash, an undocumented error or a hang
+        assert doc["headline"]["findings"] == 0 and all(r["inputs"] > 0 for r in doc["rows"])
     if name == "serve":  # every call answered OK, the model always answered with items, every level measured
         assert doc["headline"]["errors"] == 0 and doc["headline"]["empty_model_answers"] == 0
         assert {r["concurrency"] for r in doc["rows"] if r["server"] == "null"} == {1, 8, 32, 128}
