@@ -32,7 +32,13 @@ class AgentCollector:
             "events_dropped": (spool.dropped_events, "unpublished events dropped because the spool was full"),
             "reconnects": (s.reconnects, "broker connections lost or attempts failed"),
             "io_errors": (s.io_errors, "spool disk errors (full disk, I/O error), counted and survived"),
+            "publish_refused": (s.publish_refused, "publishes the broker refused (e.g. not authorized); kept spooled"),
         }
+        inbox = self.agent.inbox
+        if inbox is not None:
+            counters["messages_delivered"] = (inbox.delivered, "messages for the box handed to the UI")
+            counters["messages_dropped"] = (inbox.duplicates + inbox.expired + inbox.invalid,
+                                            "messages for the box dropped: duplicate, expired or invalid")
         if self.ingest is not None:
             counters["datagrams_received"] = (self.ingest.received, "local datagrams accepted as events")
             counters["datagrams_malformed"] = (self.ingest.malformed_count, "local datagrams dropped as malformed")

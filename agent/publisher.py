@@ -34,6 +34,7 @@ from paho.mqtt.properties import Properties
 
 from agent.batcher import consecutive, next_batch
 from agent.journal import Cut
+from agent.mqtt_client import CheckedClient, PublishRefused
 from agent.settings import AgentSettings
 from agent.spool import Position, Record, Spool
 from agent.stats import AgentStats
@@ -134,7 +135,10 @@ class Publisher:
             delay = backoff.next_delay()
             fields = {"device_id": self._device, "error": f"{type(error).__name__}: {error}"[:300],
                       "retry_in_s": round(delay, 2)}
-            if error is not None and not isinstance(error, _EXPECTED):
+            if isinstance(error, PublishRefused):  # kept spooled; an operator must mend the ACL or identity
+                self._stats.publish_refused += 1
+                log.error("the broker refuses this box's events; they stay spooled", extra=fields)
+            elif error is not None and not isinstance(error, _EXPECTED):
                 log.error("publisher failed unexpectedly; reconnecting", extra=fields, exc_info=error)
             elif not quiet:
                 log.warning("disconnected from broker" if was_connected else "broker unreachable", extra=fields)
@@ -190,7 +194,7 @@ class Publisher:
                 self._on_downlink(payload if isinstance(payload, bytes) else bytes(str(payload), "utf-8"))
         raise aiomqtt.MqttError("message iterator ended")
 
-    async def _pump(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
+    async def _pump(self, client: CheckedClient, tg: asyncio.TaskGroup) -> None:
         """Publish from the spool head (all that is unacknowledged), keep the window full,
         acknowledge in order. A failed publish fails the task group: the connection ends."""
         spool, window = self._spool, self._settings.mqtt.inflight
@@ -218,7 +222,7 @@ class Publisher:
                 if batch is not None:
                     records, payload = batch
                     task = tg.create_task(
-                        client.publish(self.topic, payload, qos=1, timeout=self._settings.mqtt.publish_timeout_s),
+                        client.publish_qos1(self.topic, payload, timeout=self._settings.mqtt.publish_timeout_s),
                         name=f"agent-{self._device}-publish-{records[0].seq}")
                     cursor = records[-1].end
                     inflight.append(_InFlight(cursor, records[-1].seq + 1, len(records), task))
@@ -253,12 +257,12 @@ class Publisher:
                                seq0=cut.seq0, sent_ms=cut.sent_ms, events=[r.event for r in records])
         return records, payload
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(self) -> CheckedClient:
         m = self._settings.mqtt
         url = urlsplit(m.url)
         if url.scheme == "mqtts" and self._tls is None:
             self._tls = self._tls_context()
-        return aiomqtt.Client(
+        return CheckedClient(
             url.hostname or "localhost", url.port or (8883 if url.scheme == "mqtts" else 1883),
             username=unquote(url.username) if url.username else None,
             password=unquote(url.password) if url.password else None,

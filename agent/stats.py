@@ -17,6 +17,7 @@ class AgentStats:
     batches_published: int = 0   # batches the broker acknowledged (PUBACK)
     events_published: int = 0
     reconnects: int = 0          # connections lost or attempts failed
+    publish_refused: int = 0     # PUBACKs with a failure reason (e.g. 135 not authorized): batch kept
     io_errors: int = 0           # spool disk errors (full disk, EIO): writes, fsyncs, head and journal writes
 
     def as_dict(self) -> dict[str, int]:

@@ -115,7 +115,7 @@ class Mosquitto(_Process):
     name = "mosquitto"
 
     def __init__(self, folder: Path, port: int | None = None, *,
-                 max_queued_messages: int = 10_000_000) -> None:
+                 max_queued_messages: int = 10_000_000, extra_config: str = "") -> None:
         super().__init__(folder)
         self.port = port or free_port()
         self.host = "127.0.0.1"
@@ -135,11 +135,17 @@ class Mosquitto(_Process):
             "max_keepalive 600\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             f"log_dest file {folder}/mosquitto.log\n"
+            + extra_config
         )
 
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto re-reads its ACL, password and CRL files."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
 
     def _command(self) -> list[str]:
         return [_find("mosquitto"), "-c", str(self.config_path)]

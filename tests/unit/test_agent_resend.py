@@ -31,7 +31,7 @@ class NoPubAck:
         self.want = want
         self.enough = asyncio.Event()
 
-    async def publish(self, topic: str, payload: bytes, qos: int, timeout: float) -> None:
+    async def publish_qos1(self, topic: str, payload: bytes, *, timeout: float) -> None:
         self.payloads.append(payload)
         if len(self.payloads) >= self.want:
             self.enough.set()
