@@ -33,10 +33,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--days", metavar="D", type=int, required=True)
     p.add_argument("--seed", metavar="S", type=int, required=True)
     p.add_argument("--start", metavar="YYYY-MM-DD", type=dt.date.fromisoformat, help="first day (default today, UTC)")
-    p.add_argument("--truth", metavar="PATH", help="write the ground truth (npz) used to score recommenders")
+    p.add_argument("--truth", metavar="PATH",
+                   help="write the ground truth (npz) used to score recommenders and churn models")
     p.add_argument("--xmltv", metavar="PATH", help="also write the guide as XMLTV here")
     p.add_argument("--subscribers", metavar="PATH", help="write the fleet's subscriber extract (CSV) here, as of "
-                                                          "the last day (for python -m crm import-subscribers)")
+                                                          "the last day (for python -m crm import-subscribers); "
+                                                          "households that left are `ended` on the day their boxes "
+                                                          "stopped reporting")
     p.add_argument("--processes", metavar="P", type=int, default=1, help="publisher processes (default 1)")
     p.add_argument("--guide-size", choices=["small", "medium", "large"], default="medium")
     p.add_argument("--no-recommendations", action="store_true", help="no rec_impression/rec_click events")
@@ -80,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.subscribers:
             from firmware_sim.subscribers import write_subscribers
 
-            rows = write_subscribers(args.subscribers, households, plan.start + dt.timedelta(days=plan.days - 1))
+            rows = write_subscribers(args.subscribers, households, plan.start + dt.timedelta(days=plan.days - 1),
+                                     start=plan.start)
             print(f"subscriber extract ({rows:,} households) written to {args.subscribers}", file=sys.stderr)
         if args.truth:
             from firmware_sim.truth import write_truth

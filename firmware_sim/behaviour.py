@@ -22,6 +22,9 @@ when it began). What a session looks like on the wire:
 - `vod_play` (asset `vod-{content_id}`, position 0, duration_s = seconds watched) comes from
   a member who would rather switch off but has VOD habits; live viewing resumes after it.
 - `rec_impression` / `rec_click` / `tune` method 3 appear only with a `rec_source`.
+- Churn (`churn.py`, on by default): a household that has left reports nothing (its boxes still
+  get a `DeviceDay`, with no events), one on holiday neither; an unhappy one watches less and in
+  fragments for weeks before it leaves.
 
 Determinism: a box's day is a function of (seed, household id, device number, day) only.
 """
@@ -36,6 +39,7 @@ import numpy as np
 
 from firmware_sim.catalogue import REGIONS
 from firmware_sim.choice import AiringFeatures, ChoiceModel
+from firmware_sim.churn import Churn
 from firmware_sim.engine import DayRun
 from firmware_sim.epg import Epg
 from firmware_sim.households import Households, device_id, entitlements
@@ -89,9 +93,11 @@ class Simulator:
 
     def __init__(self, epg: Epg, households: Households, *, seed: int | None = None,
                  model: ChoiceModel | None = None, params: BehaviourParams | None = None,
-                 rec_source: RecommendationSource | None = None) -> None:
+                 rec_source: RecommendationSource | None = None, churn: Churn | None = None) -> None:
         self.epg = epg
         self.households = households
+        # Who leaves and when (firmware_sim.churn); Churn.generate(households, ChurnParams.off()) for none.
+        self.churn = churn if churn is not None else Churn.generate(households)
         self.seed = households.seed if seed is None else seed
         self.model = model or ChoiceModel()
         self.params = params or BehaviourParams()

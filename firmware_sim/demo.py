@@ -167,7 +167,8 @@ def _crm(store_url: str, work: Path, plan: FleetPlan, households: Households) ->
     from firmware_sim.subscribers import write_subscribers
 
     day = (plan.start + dt.timedelta(days=plan.days - 1)).isoformat()   # the data's yesterday
-    write_subscribers(work / "subscribers.csv", households, plan.start + dt.timedelta(days=plan.days - 1))
+    write_subscribers(work / "subscribers.csv", households, plan.start + dt.timedelta(days=plan.days - 1),
+                      start=plan.start)
     print(f"\n== CRM: yesterday ({day}): top programmes by rating, and the football fans", flush=True)
     steps = [["import-subscribers", str(work / "subscribers.csv")], ["profile", "--day", day, "--no-progress"],
              ["ratings", "--day", day, "--top", "5"], ["segment", "count", "interest.football", "--day", day]]

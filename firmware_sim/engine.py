@@ -47,8 +47,16 @@ class DayRun:
         self.sim, self.day = sim, day
         hh, epg = sim.households, sim.epg
         self.block = Block.of(hh, rows)
+        churn = sim.churn.day(self.block.rows, day)
         self.sess = day_sessions(hh, self.block, epg.start_ms, epg.end_ms, day, sim.seed,
-                                 sim.premieres(day))
+                                 sim.premieres(day), churn)
+        # An unhappy household's viewing in fragments (churn.py); float32 zeros elsewhere, so
+        # every other box computes exactly what it did before churn existed.
+        s_dev = np.repeat(churn.s, np.diff(self.block.dev_start)).astype(np.float32)
+        cp = churn.params
+        self.full_shift = np.float32(cp.full_drop) * s_dev
+        self.partial_factor = np.float32(1.0) - np.float32(cp.partial_drop) * s_dev
+        self.zap_gain = np.float32(cp.zap_gain) * s_dev
         self.t0 = broadcast_day_start(epg.start_ms, day)
         self.grid = sim.grid(day)
         dev_hh = self.block.dev_household
@@ -184,7 +192,8 @@ class DayRun:
         # Getting to the target: zapping, typing the number, or the guide's select.
         pos = sim.position[self.pkg[rows], self.region[rows]]
         dist = np.abs(pos[np.arange(n), np.maximum(target, 0)] - pos[np.arange(n), cur])
-        zap = switch & ~guide & (dist <= p.zap_max) & (u[:, 5] < hh.zap[m]) & (te - t_sw > 10 * MINUTE_MS)
+        zap = switch & ~guide & (dist <= p.zap_max) & (u[:, 5] < hh.zap[m] + self.zap_gain[rows]) \
+            & (te - t_sw > 10 * MINUTE_MS)
         method = np.where(zap, 1, np.where(guide, method, 0))
         final_ch, final_t = target.copy(), t_sw.copy()
         direct = np.flatnonzero(switch & ~zap)
@@ -275,8 +284,9 @@ class DayRun:
         a = self.airing(tf, ch)
         stop = self.stop(a)
         uf = utility(sim.model, sim.features, hh.tastes, m, a[:, None], daypart_of(tf))[:, 0]
-        full = u[:, 6] < expit(p.full_bias + p.full_slope * uf)
-        partial = _seconds(np.maximum(10, hh.partial_s[m] * np.exp(p.partial_slope * uf) * -np.log(u[:, 7])))
+        full = u[:, 6] < expit(p.full_bias + p.full_slope * uf - self.full_shift[rows])
+        partial = _seconds(np.maximum(10, hh.partial_s[m] * self.partial_factor[rows] * np.exp(p.partial_slope * uf)
+                                      * -np.log(u[:, 7])))
         end = np.where(full, stop, np.minimum(stop, tf + partial))
         te = self.t_end[rows]
         nxt_sess = self.si[rows] + 1

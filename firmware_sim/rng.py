@@ -32,6 +32,9 @@ TAG_DEVICE_DAY: Final = 5
 TAG_REPERTOIRE: Final = 6
 TAG_FAVOURITE: Final = 7
 TAG_SUBSCRIBER: Final = 8
+TAG_CHURN: Final = 9          # firmware_sim.churn: who leaves, when, why
+TAG_ABSENCE: Final = 10       # ... holidays away from home (no viewing)
+TAG_CHURN_DAY: Final = 11     # ... an unhappy household's extra power cycles of a day
 
 
 def mix(x: np.ndarray) -> np.ndarray:

@@ -1,14 +1,16 @@
 """The fleet's subscriber (BOSS) extract: what the operator's billing system knows of each household.
 
-    write_subscribers("extract.csv", households, as_of=date(2025, 3, 10))
+    write_subscribers("extract.csv", households, as_of=date(2025, 3, 10), start=date(2025, 3, 3))
 
 One CSV row per household, in the format `python -m crm import-subscribers` reads (docs/CRM.md):
 household_id, status, activated, ended, products, monthly_fee, region, birth_month,
 contact_opt_in. Products follow the simulated package (`basic`, `plus`, `sports`, `films`,
 `full`) plus add-ons (`hd`, `multiroom` for households with more than one box); the fee is the
-package's list price plus add-ons. Most households are active; a few are suspended or ended
-(ended within the 60 days before `as_of`) — the kind of churn later analyses label by date.
-Deterministic: every draw is keyed by (seed, household id). No personal data is invented.
+package's list price plus add-ons (`accounts.py`). `start` is the world's first day: tenure counts
+from before it (`activated` = start - tenure). A household is `ended` when the churn process
+(`churn.py`) made it leave on or before `as_of`, with that day as `ended` — the day its boxes
+stopped reporting; 3 % of the others are suspended. Deterministic: every draw is keyed by (seed,
+household id). No personal data is invented.
 """
 
 from __future__ import annotations
@@ -21,46 +23,44 @@ from typing import Final
 import numpy as np
 
 from firmware_sim import catalogue as cat
-from firmware_sim import rng
+from firmware_sim.accounts import HD_FEE_CENTS, MULTIROOM_FEE_CENTS, P_SUSPENDED, PACKAGE_FEE_CENTS, Accounts
+from firmware_sim.churn import Churn
 from firmware_sim.households import Households
 
 COLUMNS: Final = ("household_id", "status", "activated", "ended", "products", "monthly_fee", "region",
                   "birth_month", "contact_opt_in")
-PACKAGE_FEE_CENTS: Final = {"basic": 1499, "plus": 2499, "sports": 3999, "films": 3499, "full": 5499}
-HD_FEE_CENTS: Final = 500
-MULTIROOM_FEE_CENTS: Final = 700
-P_SUSPENDED: Final = 0.03
-P_ENDED: Final = 0.04
+__all__ = ["COLUMNS", "HD_FEE_CENTS", "MULTIROOM_FEE_CENTS", "PACKAGE_FEE_CENTS", "P_SUSPENDED", "subscriber_rows",
+           "write_subscribers"]
 
 
-def subscriber_rows(households: Households, as_of: dt.date) -> list[list[str]]:
-    """The extract's rows (strings), one per household, in household order."""
-    k = rng.key(rng.seed_key(households.seed, rng.TAG_SUBSCRIBER), households.household_id)
-    u = rng.uniform(k[:, None], np.arange(8)[None, :])
-    tenure_days = (30 + 3000 * u[:, 0] ** 1.5).astype(np.int64)        # many recent, a long tail
-    hd = u[:, 1] < 0.55
-    multiroom = households.n_devices > 1
-    status = np.where(u[:, 2] < P_ENDED, "ended", np.where(u[:, 2] < P_ENDED + P_SUSPENDED, "suspended", "active"))
-    ended_ago = (u[:, 3] * 60).astype(np.int64)
-    birth_month = np.where(u[:, 4] < 0.8, 1 + (u[:, 5] * 12).astype(np.int64), 0)
-    opt_in = np.where(u[:, 6] < 0.7, np.where(u[:, 7] < 0.4, "email;stb", "stb"), "")
+def subscriber_rows(households: Households, as_of: dt.date, start: dt.date | None = None,
+                    churn: Churn | None = None) -> list[list[str]]:
+    """The extract's rows (strings), one per household, in household order. `start` (the world's
+    first day) defaults to `as_of`; `churn` to the households' default churn process."""
+    start = start or as_of
+    acc = Accounts.of(households)
+    churn = churn or Churn.generate(households, accounts=acc)
+    today = (as_of - start).days
+    ended = churn.ended_by(today)
+    status = np.where(ended, "ended", np.where(acc.suspended, "suspended", "active"))
     rows = []
     for i in range(len(households)):
         package = households.package_name(i)
-        products = [package] + (["hd"] if hd[i] else []) + (["multiroom"] if multiroom[i] else [])
-        fee = PACKAGE_FEE_CENTS[package] + HD_FEE_CENTS * hd[i] + MULTIROOM_FEE_CENTS * multiroom[i]
-        activated = as_of - dt.timedelta(days=int(tenure_days[i]))
-        ended = as_of - dt.timedelta(days=int(min(ended_ago[i], tenure_days[i] - 1)))
+        products = [package] + (["hd"] if acc.hd[i] else []) + (["multiroom"] if acc.multiroom[i] else [])
+        fee = int(acc.fee_cents[i])
+        activated = start - dt.timedelta(days=int(acc.tenure_days[i]))
+        end = start + dt.timedelta(days=int(churn.leave_day[i])) if ended[i] else None
         rows.append([str(int(households.household_id[i])), str(status[i]), activated.isoformat(),
-                     ended.isoformat() if status[i] == "ended" else "", ";".join(products),
+                     end.isoformat() if end else "", ";".join(products),
                      f"{fee // 100}.{fee % 100:02d}", cat.REGIONS[int(households.region[i])],
-                     str(birth_month[i]) if birth_month[i] else "", str(opt_in[i])])
+                     str(acc.birth_month[i]) if acc.birth_month[i] else "", str(acc.opt_in[i])])
     return rows
 
 
-def write_subscribers(path: str | Path, households: Households, as_of: dt.date) -> int:
+def write_subscribers(path: str | Path, households: Households, as_of: dt.date, start: dt.date | None = None,
+                      churn: Churn | None = None) -> int:
     """Write the extract as CSV (UTF-8, header); returns the number of rows."""
-    rows = subscriber_rows(households, as_of)
+    rows = subscriber_rows(households, as_of, start, churn)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(COLUMNS)

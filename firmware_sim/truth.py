@@ -44,10 +44,19 @@ File format: one numpy `.npz` (`np.load(path)`; no pickles), arrays:
 | `airing_channel_idx`, `airing_start_ms`, `airing_programme_id`, | [A] | airings, sorted by |
 | `airing_content_idx`, `airing_is_new`                             |     | (channel, start)   |
 | `daypart_genre_bias` | [6, G] float32 | |
+| `churn_kind`, `churn_retention` | [N] int8 | 0 stays, 1 unhappy, 2 moving; 0 sure thing, 1 persuadable, 2 lost cause |
+| `churn_leave_day` | [N] int64 | the `ended` day, days since the guide's first day (2^30: stays) |
+| `churn_hazard` | [N, days] float32 | P(leaving on each guide day | a subscriber at its start) |
+| `churn_onset`, `churn_ramp`, `churn_peak`, `churn_move_hazard` | [N] float64 | the process (firmware_sim.churn) |
+| `churn_holiday_start`, `churn_holiday_days` | [N, H] int64 | holidays (no viewing) |
+
+Churn (`Truth.churn_risk(day, horizon)`): P(a household still subscribed after `day` ends in the next
+`horizon` days), from the process's parameters — the ceiling of a churn model scored on that day.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,6 +76,7 @@ from firmware_sim.choice import (
     softmax,
     utility,
 )
+from firmware_sim.churn import Churn, ChurnParams
 
 if TYPE_CHECKING:
     from firmware_sim.epg import Epg
@@ -117,6 +127,7 @@ class Truth:
             content_latent=arrays["content_latent"],
             content_football=arrays.get("content_football", np.zeros(len(content_id), dtype=bool)))
         self.airing_programme_id = arrays["airing_programme_id"]
+        self.churn: Churn | None = _churn_from(arrays)
         # (channel idx, start) sort key for candidate lookups
         self._key = self.features.channel_idx.astype(np.int64) * (1 << 44) + self.features.start_ms
 
@@ -184,6 +195,13 @@ class Truth:
             return np.zeros(len(np.asarray(airings).reshape(-1, 3)))
         return np.where(self.airings(airings) >= 0, p, -np.inf)
 
+    def churn_risk(self, day: int, horizon: int = 30) -> np.ndarray:
+        """[N] P(ending in days day+1 .. day+horizon | still subscribed after `day`), `day` counted from
+        the guide's first day; households in `household_id` order."""
+        if self.churn is None:
+            raise KeyError("this truth file predates the churn process")
+        return self.churn.risk(day, horizon)
+
     def members(self, household_id: int) -> list[MemberTruth]:
         i = self._row(household_id)
         out = []
@@ -201,9 +219,29 @@ def load_truth_scorer(path: str | Path) -> Truth:
     return Truth.load(path)
 
 
-def truth_arrays(epg: Epg, households: Households, model: ChoiceModel | None = None) -> dict[str, np.ndarray]:
-    """The ground-truth arrays of a world (an `Epg` and its `Households`)."""
+def _churn_from(arrays: dict[str, np.ndarray]) -> Churn | None:
+    if "churn_kind" not in arrays:
+        return None
+    n = len(arrays["household_id"])
+    return Churn(ChurnParams(), arrays["household_id"], arrays["churn_onset"], arrays["churn_ramp"],
+                 arrays["churn_peak"], arrays["churn_move_hazard"], np.full(n, np.nan), arrays["churn_leave_day"],
+                 arrays["churn_kind"], arrays["churn_retention"], arrays["churn_holiday_start"],
+                 arrays["churn_holiday_days"])
+
+
+def churn_arrays(churn: Churn, days: int) -> dict[str, np.ndarray]:
+    return {"churn_kind": churn.kind, "churn_retention": churn.retention, "churn_leave_day": churn.leave_day,
+            "churn_hazard": churn.hazard(np.arange(days)).astype(np.float32), "churn_onset": churn.onset,
+            "churn_ramp": churn.ramp, "churn_peak": churn.peak, "churn_move_hazard": churn.move_hazard,
+            "churn_holiday_start": churn.holiday_start, "churn_holiday_days": churn.holiday_days}
+
+
+def truth_arrays(epg: Epg, households: Households, model: ChoiceModel | None = None,
+                 churn: Churn | None = None) -> dict[str, np.ndarray]:
+    """The ground-truth arrays of a world (an `Epg` and its `Households`; `churn` defaults to the
+    households' default churn process, the one `Simulator` uses)."""
     model = model or ChoiceModel()
+    churn = churn or Churn.generate(households)
     t = households.tastes
     share = np.exp(t.taste)
     share /= share.sum(axis=1, keepdims=True)
@@ -213,7 +251,8 @@ def truth_arrays(epg: Epg, households: Households, model: ChoiceModel | None = N
     meta = {"version": TRUTH_VERSION, "seed": households.seed, "epg_seed": epg.seed,
             "model": model.as_dict(), "genres": list(GENRES), "dayparts": list(DAYPARTS),
             "start_ms": epg.start_ms, "end_ms": epg.end_ms,
-            "note": "taste is clipped at -5, so genre_share is approximate for disliked genres"}
+            "note": "taste is clipped at -5, so genre_share is approximate for disliked genres",
+            "churn": dataclasses.asdict(churn.params)}
     return {
         "meta": np.array(json.dumps(meta)),
         "household_id": households.household_id, "member_start": households.member_start,
@@ -226,17 +265,18 @@ def truth_arrays(epg: Epg, households: Households, model: ChoiceModel | None = N
         "channel_id": epg.channel_ids,
         "airing_channel_idx": f.channel_idx.astype(np.int16), "airing_start_ms": f.start_ms,
         "airing_programme_id": epg.airings["programme_id"], "airing_content_idx": f.content_idx,
-        "airing_is_new": f.is_new, "daypart_genre_bias": DAYPART_GENRE_BIAS,
+        "airing_is_new": f.is_new, "daypart_genre_bias": DAYPART_GENRE_BIAS, **churn_arrays(churn, epg.days),
     }
 
 
 def write_truth(path: str | Path | IO[bytes], epg: Epg, households: Households,
-                model: ChoiceModel | None = None) -> None:
+                model: ChoiceModel | None = None, churn: Churn | None = None) -> None:
     """Write the ground truth as a compressed `.npz`."""
-    arrays: dict[str, Any] = truth_arrays(epg, households, model)
+    arrays: dict[str, Any] = truth_arrays(epg, households, model, churn)
     np.savez_compressed(path, **arrays)
 
 
-def truth_of(epg: Epg, households: Households, model: ChoiceModel | None = None) -> Truth:
+def truth_of(epg: Epg, households: Households, model: ChoiceModel | None = None,
+             churn: Churn | None = None) -> Truth:
     """The same object `Truth.load` gives, without a file."""
-    return Truth(truth_arrays(epg, households, model))
+    return Truth(truth_arrays(epg, households, model, churn))

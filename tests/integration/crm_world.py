@@ -45,7 +45,7 @@ class World:
         from crm.settings import ImportSettings
         from crm.subscribers import read_extract
 
-        write_subscribers(tmp / "subscribers.csv", self.households, self.last_day)
+        write_subscribers(tmp / "subscribers.csv", self.households, self.last_day, start=self.start)
         import_extract(store, read_extract(tmp / "subscribers.csv", ImportSettings()), as_of=self.last_day)
 
 

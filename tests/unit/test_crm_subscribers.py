@@ -130,14 +130,15 @@ def test_parquet_reads_like_csv(tmp_path: Path) -> None:
 def test_the_simulated_fleet_extract_is_valid_and_deterministic(tmp_path: Path) -> None:
     epg = Epg.generate(dt.date(2025, 3, 3), days=1, seed=3, size="small")
     homes = Households.generate(epg, 300, seed=3)
-    n = write_subscribers(tmp_path / "subs.csv", homes, dt.date(2025, 3, 3))
+    start = dt.date(2024, 12, 3)     # a 90-day world: the churn process has ended a few households
+    n = write_subscribers(tmp_path / "subs.csv", homes, dt.date(2025, 3, 3), start=start)
     ex = read_extract(tmp_path / "subs.csv", ImportSettings())
     assert n == 300 and ex.bad_count == 0 and ex.valid_rows == 300
     assert ex.columns["household_id"].tolist() == homes.household_id.tolist()
     statuses = set(ex.columns["status"].tolist())
     assert statuses == {"active", "suspended", "ended"}
-    assert subscriber_rows(homes, dt.date(2025, 3, 3)) == subscriber_rows(Households.generate(epg, 300, seed=3),
-                                                                          dt.date(2025, 3, 3))
+    assert subscriber_rows(homes, dt.date(2025, 3, 3), start) == subscriber_rows(
+        Households.generate(epg, 300, seed=3), dt.date(2025, 3, 3), start)
     package = [homes.package_name(i) for i in range(300)]
     assert [p.split(";")[0] in package[i] or package[i] in p
             for i, p in enumerate(ex.columns["products"].tolist())] == [True] * 300
