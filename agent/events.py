@@ -19,6 +19,8 @@ _VOD_PLAY: Final = KIND_BY_NAME["vod_play"].code
 _POWER: Final = KIND_BY_NAME["power"].code
 _REC_IMPRESSION: Final = KIND_BY_NAME["rec_impression"].code
 _REC_CLICK: Final = KIND_BY_NAME["rec_click"].code
+_MSG_SHOWN: Final = KIND_BY_NAME["msg_shown"].code
+_MSG_RESPONSE: Final = KIND_BY_NAME["msg_response"].code
 
 
 class EventHelpers:
@@ -57,6 +59,15 @@ class EventHelpers:
 
     def rec_click(self, request_id: str, programme_id: int, rank: int = 0, *, ts_ms: int | None = None) -> bool:
         return self.record([_REC_CLICK, self._ts(ts_ms), request_id, programme_id, rank])
+
+    def msg_shown(self, message_id: str, campaign: str, variant: str, *, ts_ms: int | None = None) -> bool:
+        """The firmware displayed a message for the box (agent.on_message / the messages socket)."""
+        return self.record([_MSG_SHOWN, self._ts(ts_ms), message_id, campaign, variant])
+
+    def msg_response(self, message_id: str, campaign: str, variant: str, response: int, *,
+                     ts_ms: int | None = None) -> bool:
+        """The viewer's answer: 0 dismissed, 1 interested, 2 accepted, 3 refused, 4 unsubscribe."""
+        return self.record([_MSG_RESPONSE, self._ts(ts_ms), message_id, campaign, variant, response])
 
     def _ts(self, ts_ms: int | None) -> int:
         return self.now_ms() if ts_ms is None else ts_ms

@@ -102,6 +102,10 @@ KINDS: Final[dict[int, KindSpec]] = {
         KindSpec(6, "rec_impression", (_s("request_id"), _s("model_version"), _u("programme_id", U64),
                                        _u("rank", U16)), required=3),
         KindSpec(7, "rec_click", (_s("request_id"), _u("programme_id", U64), _u("rank", U16)), required=2),
+        # Messages for the box (marketing downlink): what the firmware showed, and the answer.
+        KindSpec(8, "msg_shown", (_s("message_id"), _s("campaign"), _s("variant")), required=3),
+        KindSpec(9, "msg_response", (_s("message_id"), _s("campaign"), _s("variant"), _u("response", 4)),
+                 required=4),
     )
 }
 KIND_BY_NAME: Final = {k.name: k for k in KINDS.values()}

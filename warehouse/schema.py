@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from warehouse.columns import DEAD_LETTER_COLUMNS, EVENT_COLUMNS
+from warehouse.columns import DEAD_LETTER_COLUMNS, EVENT_COLUMNS, KIND_ENUM
 from warehouse.errors import WarehouseRejected
 
 # ClickHouse error codes that mean "this is already done" (another process got there first).
@@ -191,6 +191,10 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
               tuple(add_column("household_profiles", c, t) for c, t in (
                   ("region", "String"), ("status", "String"), ("products", "String"),
                   ("monthly_fee_cents", "Int64"), ("tenure_days", "Int32"), ("birth_month", "UInt8")))),
+    Migration(7, "events: kinds 8 msg_shown and 9 msg_response (messages for the box)",
+              (Statement(f"ALTER TABLE {{db}}.events MODIFY COLUMN kind {KIND_ENUM}"),
+               *(add_column("events", c, EVENT_COLUMNS[c]) for c in ("message_id", "campaign", "variant",
+                                                                      "response")))),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 

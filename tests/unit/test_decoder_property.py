@@ -50,7 +50,7 @@ def event(draw: st.DrawFn) -> Any:
     if draw(st.integers(0, 30)) == 0:
         return draw(odd_values)  # not even an array
     rare = st.integers(0, 9).map(lambda roll: roll == 0)  # one draw in ten goes off the path
-    code = draw(st.sampled_from([0, 8, -1, True])) if draw(rare) else draw(st.sampled_from(sorted(KINDS)))
+    code = draw(st.sampled_from([0, 10, -1, True])) if draw(rare) else draw(st.sampled_from(sorted(KINDS)))
     ts = (draw(st.one_of(st.sampled_from([0, MAX_TS_MS, MAX_TS_MS + 1, -1]), odd_values)) if draw(rare)
           else draw(st.integers(NOW - 86_400_000, NOW)))
     spec = KINDS.get(code) if type(code) is int else None
