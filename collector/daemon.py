@@ -52,7 +52,7 @@ async def _worker(settings: CollectorSettings, worker: int) -> int:
     decoder = Decoder(clock_tolerance_ms=int(v.clock_tolerance_s * 1000), max_future_ms=v.max_future_s * 1000,
                       dead_letter_bytes=v.dead_letter_payload_bytes)
     sink = open_sink(settings.store.url, retry_min_s=settings.store.retry_min_s,
-                     retry_max_s=settings.store.retry_max_s)
+                     retry_max_s=settings.store.retry_max_s, writers=settings.store.writers)
     log.info("collector starting", extra={
         "worker": worker, "mqtt": redact_url(settings.mqtt.url), "store": redact_url(settings.store.url),
         "group": settings.mqtt.group, "client_id": settings.mqtt.client_id_for(worker)})

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -72,6 +73,8 @@ class Pipeline:
         self._sink = sink
         self._decoder = decoder
         self._policy = policy
+        # One sealed batch waits while the writers are busy: the batcher stops taking messages
+        # beyond that, the source's buffer fills, and the broker holds the rest.
         self._queue: asyncio.Queue[_SealedBatch | None] = asyncio.Queue(maxsize=1)
         self._draining = asyncio.Event()
         self.committed_messages = 0
@@ -135,13 +138,46 @@ class Pipeline:
         return _SealedBatch(decoded, batch.messages)
 
     async def _commit_loop(self) -> None:
-        while (sealed := await self._queue.get()) is not None:
-            started = time.monotonic()
-            await self._commit(sealed.decoded)
+        """Up to `sink.writers` batches are written at once (ClickHouse takes parallel inserts on
+        separate connections, and a write is mostly waiting on the server); acks still go out
+        strictly in receive order: a batch is acknowledged once it and every batch before it
+        are committed."""
+        writers = max(1, getattr(self._sink, "writers", 1))
+        writing: deque[tuple[_SealedBatch, asyncio.Task[None], float]] = deque()
+
+        async def ack_oldest() -> None:
+            sealed, task, started = writing[0]
+            await task  # a failure ends the pipeline (the finally cancels the other writes)
+            writing.popleft()
             metrics.BATCH_SECONDS.observe(time.monotonic() - started)
             metrics.BATCH_ROWS.observe(sealed.decoded.rows)
             self._source.ack(sealed.messages)
             self.committed_messages += len(sealed.messages)
+
+        ending = False
+        try:
+            while not ending or writing:
+                if writing and (ending or len(writing) >= writers or writing[0][1].done()):
+                    await ack_oldest()
+                    continue
+                if writing:  # the next batch, or the oldest write finishing, whichever is first
+                    getter = asyncio.ensure_future(self._queue.get())
+                    await asyncio.wait({getter, writing[0][1]}, return_when=asyncio.FIRST_COMPLETED)
+                    if not getter.done():
+                        getter.cancel()  # nothing taken from the queue
+                        continue
+                    sealed = getter.result()
+                else:
+                    sealed = await self._queue.get()
+                if sealed is None:
+                    ending = True
+                else:
+                    writing.append((sealed, asyncio.create_task(self._commit(sealed.decoded), name="commit"),
+                                    time.monotonic()))
+        finally:
+            for _, task, _ in writing:
+                task.cancel()
+            await asyncio.gather(*(task for _, task, _ in writing), return_exceptions=True)
 
     async def _commit(self, decoded: DecodedBatch) -> None:
         """Write one batch; if the store rejects its rows, find the rejected messages by

@@ -83,7 +83,7 @@ class BatchSettings:
     """A batch is flushed when any limit is reached. Its messages are acked after commit."""
 
     max_rows: int = 50_000
-    max_messages: int = 20_000
+    max_messages: int = 16_000
     max_bytes: int = 64 * 1024 * 1024   # payload bytes: bounds a batch of large messages in memory
     max_age_s: float = 0.5
 
@@ -105,6 +105,7 @@ class StoreSettings:
     url: str = "chdb:./stb-data"        # clickhouse://user:pass@host:9000/db or chdb:///abs/path
     retry_min_s: float = 0.2
     retry_max_s: float = 10.0
+    writers: int = 2                    # batches written at once, one connection each (chdb: 1)
 
     def validate(self) -> list[str]:
         problems = []
@@ -115,6 +116,8 @@ class StoreSettings:
                 problems.append(f"url: {exc} (or null:// for no store)")
         if not 0 < self.retry_min_s <= self.retry_max_s:
             problems.append("retry_min_s/retry_max_s: need 0 < min <= max")
+        if not 1 <= self.writers <= 16:
+            problems.append("writers: 1..16")
         return problems
 
 
@@ -160,10 +163,13 @@ class CollectorSettings:
                             "use a ClickHouse server (store.url = clickhouse://...) for workers > 1")
         # Withheld acks must never fill the broker's in-flight window, or delivery stalls
         # while the batch waits for more messages that cannot come.
-        # One batch is written while the next fills, so two batches' acks can be pending.
-        if 2 * self.batch.max_messages > self.mqtt.receive_maximum:
-            problems.append(f"batch.max_messages ({self.batch.max_messages}) must be at most half "
-                            f"of mqtt.receive_maximum ({self.mqtt.receive_maximum})")
+        # store.writers batches are written while one more waits and the next fills, so that
+        # many batches' acks can be pending.
+        pending = self.store.writers + 2
+        if pending * self.batch.max_messages > self.mqtt.receive_maximum:
+            problems.append(f"batch.max_messages ({self.batch.max_messages}) must be at most 1/{pending} "
+                            f"of mqtt.receive_maximum ({self.mqtt.receive_maximum}) with store.writers = "
+                            f"{self.store.writers}")
         if self.batch.max_rows < MAX_EVENTS_PER_BATCH:
             problems.append(f"batch.max_rows must be >= {MAX_EVENTS_PER_BATCH} (one full message)")
         if self.shutdown_grace_s <= 0:

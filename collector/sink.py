@@ -11,6 +11,7 @@ import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Protocol
 
 from collector import metrics
@@ -49,8 +50,20 @@ class NullSink:
         return None
 
 
+@dataclass
+class _Writer:
+    """One store connection and the one thread that uses it (a connection is not shared)."""
+
+    warehouse: Warehouse
+    thread: ThreadPoolExecutor
+
+
 class WarehouseSink:
-    def __init__(self, url: str, *, retry_min_s: float, retry_max_s: float,
+    """`writers` connections write batches in parallel (a ClickHouse server takes parallel
+    inserts, and a write is mostly waiting on the server); the embedded chdb store has one
+    session per process, so it gets one. The pipeline acknowledges in receive order anyway."""
+
+    def __init__(self, url: str, *, retry_min_s: float, retry_max_s: float, writers: int = 1,
                  opener: Callable[[str], Warehouse] | None = None) -> None:
         if opener is None:
             from warehouse import open_warehouse
@@ -59,8 +72,15 @@ class WarehouseSink:
         self._url = url
         self._opener: Callable[[str], Warehouse] = opener
         self._retry = (retry_min_s, retry_max_s)
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="store")
+        self._wanted = writers
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="store")  # connect, migrate, the first writer
         self._warehouse: Warehouse | None = None
+        self._all: list[_Writer] = []
+        self._idle: asyncio.Queue[_Writer] = asyncio.Queue()
+
+    @property
+    def writers(self) -> int:
+        return max(1, len(self._all))
 
     async def start(self) -> None:
         def connect() -> None:
@@ -68,26 +88,42 @@ class WarehouseSink:
                 self._warehouse = self._opener(self._url)
             self._warehouse.migrate()
 
-        await self._with_retry(connect, "connect", lambda exc: exc.retryable)
-        log.info("store ready", extra={"store": redact_url(self._url)})
+        await self._with_retry(connect, "connect", lambda exc: exc.retryable, self._thread)
+        assert self._warehouse is not None
+        self._add_writer(self._warehouse, self._thread)
+        for i in range(1, self._wanted):
+            extra = self._warehouse.another_connection()
+            if extra is None:  # chdb: one session per process
+                break
+            self._add_writer(extra, ThreadPoolExecutor(1, thread_name_prefix=f"store-{i}"))
+        log.info("store ready", extra={"store": redact_url(self._url), "writers": self.writers})
+
+    def _add_writer(self, warehouse: Warehouse, thread: ThreadPoolExecutor) -> None:
+        writer = _Writer(warehouse, thread)
+        self._all.append(writer)
+        self._idle.put_nowait(writer)
 
     async def write(self, batch: DecodedBatch) -> None:
-        def commit() -> None:
-            assert self._warehouse is not None
-            if batch.rows:
-                self._warehouse.insert_columns("events", batch.events)
-            if batch.dead_letters:
-                self._warehouse.insert_columns("dead_letters", dead_letter_columns(batch.dead_letters))
+        writer = await self._idle.get()
+        try:
+            def commit() -> None:
+                if batch.rows:
+                    writer.warehouse.insert_columns("events", batch.events)
+                if batch.dead_letters:
+                    writer.warehouse.insert_columns("dead_letters", dead_letter_columns(batch.dead_letters))
 
-        await self._with_retry(commit, "write", lambda exc: not isinstance(exc, WarehouseDataRejected))
+            await self._with_retry(commit, "write", lambda exc: not isinstance(exc, WarehouseDataRejected),
+                                   writer.thread)
+        finally:
+            self._idle.put_nowait(writer)
 
     async def _with_retry(self, call: Callable[[], None], what: str,
-                          worth_retrying: Callable[[WarehouseError], bool]) -> None:
+                          worth_retrying: Callable[[WarehouseError], bool], thread: ThreadPoolExecutor) -> None:
         loop = asyncio.get_running_loop()
         backoff = Backoff(*self._retry)
         while True:
             try:
-                await loop.run_in_executor(self._thread, call)
+                await loop.run_in_executor(thread, call)
                 return
             except WarehouseError as exc:
                 metrics.STORE_ERRORS.labels(retryable=str(exc.retryable).lower()).inc()
@@ -104,15 +140,21 @@ class WarehouseSink:
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
-        warehouse, self._warehouse = self._warehouse, None
-        if warehouse is not None:
-            await loop.run_in_executor(self._thread, warehouse.close)
+        writers, self._all = self._all, []
+        if not writers and self._warehouse is not None:  # start() did not finish
+            writers = [_Writer(self._warehouse, self._thread)]
+        self._warehouse = None
+        for writer in writers:
+            await loop.run_in_executor(writer.thread, writer.warehouse.close)
         # Joined off the loop: the store thread may still be inside a connect attempt
         # (up to the connect timeout) when SIGTERM came during start-up.
-        await loop.run_in_executor(None, functools.partial(self._thread.shutdown, wait=True))
+        threads = {id(w.thread): w.thread for w in writers}
+        threads[id(self._thread)] = self._thread
+        for thread in threads.values():
+            await loop.run_in_executor(None, functools.partial(thread.shutdown, wait=True))
 
 
-def open_sink(url: str, *, retry_min_s: float, retry_max_s: float) -> Sink:
+def open_sink(url: str, *, retry_min_s: float, retry_max_s: float, writers: int = 1) -> Sink:
     if url.startswith("null:"):
         return NullSink()
-    return WarehouseSink(url, retry_min_s=retry_min_s, retry_max_s=retry_max_s)
+    return WarehouseSink(url, retry_min_s=retry_min_s, retry_max_s=retry_max_s, writers=writers)

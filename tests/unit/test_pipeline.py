@@ -222,6 +222,8 @@ async def test_a_failed_committer_ends_the_pipeline_instead_of_hanging() -> None
         async def write(self, batch: DecodedBatch) -> None:
             nonlocal writing
             writing = True
+            if pipeline._queue.full():  # the next batch was sealed before this write began
+                queue_full.set()
             await queue_full.wait()
             raise RuntimeError("the sink broke")
 
@@ -243,3 +245,40 @@ async def test_a_batch_is_bounded_by_payload_bytes() -> None:
     await run_until_acked(pipeline, source, 30)
     assert source.acked == list(range(1, 31))
     assert [len(b.sources) for b in sink.batches] == [5] * 6
+
+
+async def test_concurrent_writes_are_acknowledged_in_receive_order() -> None:
+    """Two writers: a later batch that commits first waits for the earlier one's ack."""
+    class SlowFirstSink(FakeSink):
+        writers = 2
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.order: list[int] = []
+            self.first_may_finish = asyncio.Event()
+
+        async def write(self, batch: DecodedBatch) -> None:
+            first_mid = int(batch.events["seq"][0]) // 10
+            if first_mid == 1:
+                await self.first_may_finish.wait()
+            else:
+                self.first_may_finish.set()  # the second batch commits while the first still runs
+            self.order.append(first_mid)
+            self.batches.append(batch)
+
+    source = FakeSource([message(i) for i in range(1, 41)])
+    sink = SlowFirstSink()
+    acks_while_first_open: list[int] = []
+    original_ack = source.ack
+
+    def checked_ack(messages: Sequence[FakeMessage]) -> None:
+        if 1 not in sink.order:  # the first batch is not committed yet
+            acks_while_first_open.extend(m.mid for m in messages)
+        original_ack(messages)
+
+    source.ack = checked_ack  # type: ignore[method-assign]
+    pipeline = Pipeline(source, sink, Decoder(), BatchSettings(max_messages=5, max_age_s=0.01))
+    await run_until_acked(pipeline, source, 40)
+    assert sink.order[:2] == [6, 1]  # committed out of order...
+    assert acks_while_first_open == [] and source.acked == list(range(1, 41))  # ...acked in order
+    assert sink.rows() == 40 * 3

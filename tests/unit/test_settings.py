@@ -41,7 +41,7 @@ def test_semantic_checks() -> None:
     text = str(err.value)
     assert "mqtt.url" in text and "batch.max_age_s" in text
     assert "chdb store is opened by one process" in text
-    assert "at most half of mqtt.receive_maximum" in text
+    assert "must be at most 1/4 of mqtt.receive_maximum" in text
 
 
 def test_env_values_are_parsed() -> None:
