@@ -72,10 +72,12 @@ def naive_drain(mqtt: Mosquitto, store_url: str, traffic: Traffic, clickhouse_pi
     wh = open_warehouse(store_url)
     wh.migrate()
     command = [sys.executable, "-m", "benchmarks.naive_collector", mqtt.url, store_url, group]
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL)  # creates the persistent session
-    time.sleep(1.0)
-    first.kill()
-    first.wait()
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as first:  # creates the persistent session
+        assert first.stdout is not None
+        for line in first.stdout:
+            if line.strip() == "subscribed":
+                break
+        first.kill()
     publish_parallel(mqtt.url, traffic, processes=2)
     started = time.monotonic()
     cpu0 = cpu_seconds(clickhouse_pid), cpu_seconds(_pid(mqtt))
@@ -83,7 +85,7 @@ def naive_drain(mqtt: Mosquitto, store_url: str, traffic: Traffic, clickhouse_pi
         try:
             assert naive.stdout is not None
             for line in naive.stdout:
-                if int(line) >= traffic.total_messages:
+                if line.strip().isdigit() and int(line) >= traffic.total_messages:
                     break
             elapsed = time.monotonic() - started
             collector_cpu = cpu_seconds(naive.pid)

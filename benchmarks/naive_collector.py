@@ -5,7 +5,8 @@ It stores the same columns as the real collector (so both do the same work in Cl
 with no validation and no dead letters.
 
     python -m benchmarks.naive_collector MQTT_URL CLICKHOUSE_URL GROUP
-Prints the running total of acknowledged messages, one number a line.
+Prints "subscribed" once the broker has the subscription, then the running total of
+acknowledged messages, one number a line.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def main(mqtt_url: str, store_url: str, group: str) -> None:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{group}-naive", protocol=mqtt.MQTTv5,
                          manual_ack=True)
     client.on_message = on_message
+    client.on_subscribe = lambda *_: print("subscribed", flush=True)
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval, props.ReceiveMaximum = 3600, 65535
     client.connect(url.hostname or "127.0.0.1", url.port or 1883, clean_start=False, properties=props)
