@@ -16,7 +16,7 @@ Two ways out, in continuous time t (days since the world's first day, 00:00 UTC)
 - **unhappy**: dissatisfaction sets in at an onset O (a Poisson process, 1.45 % a month on average:
   more in the first year and with a high fee, less with several boxes, times a hidden log-normal
   frailty) and grows over a ramp of R = 21-56 days: s(t) = clip((t - O) / R, 0, 1). The hazard is
-  peak * s(t)^2 (peak 0.05-0.10 a day), so most leave during the ramp or in the weeks after it.
+  peak * s(t)^3 (peak 0.05-0.10 a day), so most leave late in the ramp or in the weeks after it.
   While s > 0 the household watches less (fewer and shorter sessions, prime time most), in
   fragments (fewer programmes watched to the end, more zapping) and switches the box on and off
   for a few minutes more often: the warning a model can see.
@@ -24,8 +24,9 @@ Two ways out, in continuous time t (days since the world's first day, 00:00 UTC)
 A leave moment is where the cumulative hazard reaches an Exp(1) draw (closed form); its calendar
 day is the `ended` day, and the boxes report nothing from that day on (its last sessions end
 by 23:15). The process starts on day 1, so everyone reports on the first day. Onsets are drawn
-from 150 days before the world began; a household that would already have left by day 1 is a
-stayer instead (it was replaced), so the fleet starts in a steady state, not with a burst.
+from 150 days before the world began; a household that would already have left by day 1 is
+replaced by one like it (whose own onset may come later), so the fleet starts in a steady state,
+not with a burst.
 
 Decoy: households go away on holiday (about twice a year, 4-15 days, no viewing at all), so "no
 viewing for a week" is not the same as "about to leave".
@@ -68,6 +69,7 @@ class ChurnParams:
     unhappy_per_month: float = 0.0145       # average rate of dissatisfaction onsets
     ramp_days: tuple[float, float] = (21.0, 56.0)
     peak_hazard: tuple[float, float] = (0.05, 0.10)
+    hazard_power: float = 3.0               # hazard = peak * s^power: leaving comes late in the decline
     frailty_sigma: float = 0.5              # hidden: what no model can see
     persuadable: float = 0.45
     holidays_per_year: float = 2.0
@@ -117,6 +119,7 @@ class Churn:
     retention: np.ndarray       # int8 [N] SURE_THING / PERSUADABLE / LOST_CAUSE
     holiday_start: np.ndarray   # int64 [N, H] first day away
     holiday_days: np.ndarray    # int64 [N, H] days away
+    onset_rate: np.ndarray      # float64 [N] onsets a day (what an observer at day d knows of a future onset)
 
     def __len__(self) -> int:
         return len(self.household_id)
@@ -141,9 +144,14 @@ class Churn:
         ramp = p.ramp_days[0] + (p.ramp_days[1] - p.ramp_days[0]) * u[:, 2]
         peak = p.peak_hazard[0] + (p.peak_hazard[1] - p.peak_hazard[0]) * u[:, 3]
         e_u = -np.log(u[:, 4])
-        # Already gone by day 1 (the process starts then): replaced by a household that stays.
-        onset = np.where(e_u <= _cum_unhappy(np.ones(n), onset, ramp, peak), np.inf, onset)
-        t_u = _leave_unhappy(e_u, onset, ramp, peak)
+        # Already gone by day 1 (the process starts then): replaced by a household like it, whose own
+        # dissatisfaction may set in later (a fresh onset after day 1).
+        k_pow = p.hazard_power
+        gone = e_u <= _cum_unhappy(np.ones(n), onset, ramp, peak, k_pow)
+        with np.errstate(divide="ignore"):
+            onset = np.where(gone, np.where(rate > 0, 1.0 - np.log(u[:, 7]) / np.where(rate > 0, rate, 1.0), np.inf),
+                             onset)
+        t_u = _leave_unhappy(e_u, onset, ramp, peak, k_pow)
         # Moving: singles and first-year subscribers move more, seniors less.
         first = households.archetype[households.member_start[:-1]]
         size = households.n_members
@@ -159,7 +167,7 @@ class Churn:
                              np.where((kind == UNHAPPY) & persuadable, PERSUADABLE, LOST_CAUSE)).astype(np.int8)
         leave_day = np.where(np.isinf(leave), NEVER, np.floor(np.where(np.isinf(leave), 0, leave))).astype(np.int64)
         h_start, h_days = _holidays(households, p)
-        return cls(p, ids, onset, ramp, peak, move, leave, leave_day, kind, retention, h_start, h_days)
+        return cls(p, ids, onset, ramp, peak, move, leave, leave_day, kind, retention, h_start, h_days, rate)
 
     # --- the simulator's view -------------------------------------------------------------
 
@@ -186,7 +194,8 @@ class Churn:
         shape = (len(self),) + (1,) * (t.ndim if t.ndim else 0)
         o, r, pk = (a.reshape(shape) for a in (self.onset, self.ramp, self.peak))
         one = np.ones_like(t)
-        unhappy = _cum_unhappy(t, o, r, pk) - _cum_unhappy(one, o, r, pk)
+        k = self.params.hazard_power
+        unhappy = _cum_unhappy(t, o, r, pk, k) - _cum_unhappy(one, o, r, pk, k)
         return np.asarray(unhappy + self.move_hazard.reshape(shape) * (t - 1.0))
 
     def hazard(self, days: np.ndarray) -> np.ndarray:
@@ -195,31 +204,44 @@ class Churn:
         return np.asarray(1.0 - np.exp(-(self.cumulative(d + 1.0) - self.cumulative(d))))
 
     def risk(self, day: int, horizon: int = 30) -> np.ndarray:
-        """[N] P(the `ended` day is in day+1 .. day+horizon | it is after `day`): the truth's forecast,
-        the ceiling of any churn model scored on that day."""
-        return np.asarray(1.0 - np.exp(-(self.cumulative(float(day + 1 + horizon)) -
-                                         self.cumulative(float(day + 1)))))
+        """[N] P(the `ended` day is in day+1 .. day+horizon | it is after `day`) given the household's
+        state at the end of `day`: the ceiling of any churn model scored on that day. A household whose
+        dissatisfaction has set in by then follows its known path; for one where it has not, a future
+        onset is only a rate (integrated over the horizon, day by day) — no observer knows when."""
+        t0, t1 = float(day + 1), float(day + 1 + horizon)
+        started = self.onset <= t0
+        move = self.move_hazard * (t1 - t0)
+        known = self.cumulative(t1) - self.cumulative(t0) - move           # the unhappy part, path known
+        # not started: P(onset at t0 + tau and leaving by t1), tau on a daily grid (midpoints)
+        tau = np.arange(horizon) + 0.5
+        dens = self.onset_rate[:, None] * np.exp(-self.onset_rate[:, None] * tau[None, :])
+        rest = np.maximum(horizon - tau, 0.0)[None, :]
+        r, pk = self.ramp[:, None], self.peak[:, None]
+        within = 1.0 - np.exp(-_cum_unhappy(rest, np.zeros_like(r), r, pk, self.params.hazard_power))
+        p_unhappy = np.where(started, 1.0 - np.exp(-known), np.minimum((dens * within).sum(axis=1), 1.0))
+        return np.asarray(1.0 - np.exp(-move) * (1.0 - p_unhappy))
 
     def ended_by(self, day: int) -> np.ndarray:
         """bool [N]: the `ended` day is on or before `day`."""
         return np.asarray(self.leave_day <= day)
 
 
-def _cum_unhappy(t: np.ndarray, onset: np.ndarray, ramp: np.ndarray, peak: np.ndarray) -> np.ndarray:
-    """Cumulative unhappy hazard from the onset to t (0 before the onset, 0 when never unhappy)."""
+def _cum_unhappy(t: np.ndarray, onset: np.ndarray, ramp: np.ndarray, peak: np.ndarray, k: float) -> np.ndarray:
+    """Cumulative unhappy hazard (peak * s^k) from the onset to t (0 before it, 0 when never unhappy)."""
     finite = np.isfinite(onset)
     o = np.where(finite, onset, 0.0)
     s = np.clip((t - o) / ramp, 0.0, 1.0)
-    h = peak * (ramp / 3.0 * s ** 3 + np.maximum(0.0, t - o - ramp))
+    h = peak * (ramp / (k + 1) * s ** (k + 1) + np.maximum(0.0, t - o - ramp))
     return np.asarray(np.where(finite, h, 0.0))
 
 
-def _leave_unhappy(e: np.ndarray, onset: np.ndarray, ramp: np.ndarray, peak: np.ndarray) -> np.ndarray:
+def _leave_unhappy(e: np.ndarray, onset: np.ndarray, ramp: np.ndarray, peak: np.ndarray, k: float) -> np.ndarray:
     """The time the cumulative unhappy hazard reaches e (inf when never unhappy)."""
     finite = np.isfinite(onset)
     o = np.where(finite, onset, 0.0)
-    in_ramp = e <= peak * ramp / 3.0
-    t = np.where(in_ramp, o + ramp * np.cbrt(3.0 * e / (peak * ramp)), o + ramp + (e - peak * ramp / 3.0) / peak)
+    in_ramp = e <= peak * ramp / (k + 1)
+    t = np.where(in_ramp, o + ramp * ((k + 1) * e / (peak * ramp)) ** (1 / (k + 1)),
+                 o + ramp + (e - peak * ramp / (k + 1)) / peak)
     return np.asarray(np.where(finite, t, np.inf))
 
 

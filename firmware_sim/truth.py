@@ -223,16 +223,19 @@ def _churn_from(arrays: dict[str, np.ndarray]) -> Churn | None:
     if "churn_kind" not in arrays:
         return None
     n = len(arrays["household_id"])
-    return Churn(ChurnParams(), arrays["household_id"], arrays["churn_onset"], arrays["churn_ramp"],
+    saved = json.loads(str(arrays["meta"])).get("churn", {})
+    params = ChurnParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})  # type: ignore[arg-type]
+    return Churn(params, arrays["household_id"], arrays["churn_onset"], arrays["churn_ramp"],
                  arrays["churn_peak"], arrays["churn_move_hazard"], np.full(n, np.nan), arrays["churn_leave_day"],
                  arrays["churn_kind"], arrays["churn_retention"], arrays["churn_holiday_start"],
-                 arrays["churn_holiday_days"])
+                 arrays["churn_holiday_days"], arrays["churn_onset_rate"])
 
 
 def churn_arrays(churn: Churn, days: int) -> dict[str, np.ndarray]:
     return {"churn_kind": churn.kind, "churn_retention": churn.retention, "churn_leave_day": churn.leave_day,
             "churn_hazard": churn.hazard(np.arange(days)).astype(np.float32), "churn_onset": churn.onset,
             "churn_ramp": churn.ramp, "churn_peak": churn.peak, "churn_move_hazard": churn.move_hazard,
+            "churn_onset_rate": churn.onset_rate,
             "churn_holiday_start": churn.holiday_start, "churn_holiday_days": churn.holiday_days}
 
 
