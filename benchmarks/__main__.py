@@ -19,6 +19,7 @@ BENCHMARKS = {
     "crm": ("benchmarks.crm", "household profiles + tags at 100k and 1M households, segment count latency"),
     "fuzz": ("benchmarks.fuzz", "atheris (libFuzzer) on every raw-input parser: inputs tried, coverage, findings"),
     "decode": ("benchmarks.decode", "decoder CPU per event, native extension vs pure Python, no broker or store"),
+    "churn": ("benchmarks.churn", "churn model on a simulated fleet: AUC, lift, Brier vs rules and the truth ceiling"),
 }
 
 

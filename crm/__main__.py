@@ -20,6 +20,8 @@ they watch (ratings), what they are like (profiles and tags) and who is in a seg
   ratings             ratings, reach and share of a day, by programme, channel or daypart
   profile             household profiles and tags for a day
   segment             count, list, save and list saved segments
+  churn               churn early warning: train, score (scores, tags, alerts), evaluate
+  forget              remove households from every table, waiting for the deletes to finish
 """
 
 EPILOG = f"""\
@@ -33,6 +35,10 @@ examples:
   python -m crm ratings --store clickhouse://ch:9000/stb --day 2026-12-01 --by channel --json ratings.json
   python -m crm profile --store clickhouse://ch:9000/stb --day 2026-12-01
   python -m crm segment count "interest.football and value in (high, mid)" --store clickhouse://ch:9000/stb
+  python -m crm churn train --store clickhouse://ch:9000/stb --model-dir /var/lib/stb/churn
+  python -m crm churn score --store clickhouse://ch:9000/stb --model-dir /var/lib/stb/churn
+  python -m crm churn evaluate --store clickhouse://ch:9000/stb --json churn-eval.json
+  python -m crm forget 1042 1043 --store clickhouse://ch:9000/stb
 """
 
 
@@ -90,7 +96,57 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     s.add_argument("name", metavar="NAME")
     s.add_argument("expr", metavar="EXPR")
     ssub.add_parser("list", parents=[common], help="saved segments, newest versions")
+    _churn_parsers(sub, common, fmt)
+    f = sub.add_parser("forget", parents=[common], formatter_class=fmt, epilog=EPILOG,
+                       help="remove households from every table (waits for the deletes)",
+                       description="Delete every row of the given households from every table of the store "
+                                   "that has a household_id column (ALTER TABLE ... DELETE), wait until the "
+                                   "mutations are done and no row is left, and record the request (a keyed hash, "
+                                   "not the id). Running it again exits 0.")
+    f.add_argument("households", metavar="HOUSEHOLD", nargs="+", type=_household, help="household id")
+    f.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                   help="give up waiting for the deletes after this long (default 600)")
     return p.parse_args(argv)
+
+
+def _household(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a household id (an integer 1..2^64-1)")
+    return value
+
+
+def _churn_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.HelpFormatter]) -> None:
+    ch = sub.add_parser("churn", formatter_class=fmt, epilog=EPILOG, help="churn early warning: train, score, evaluate",
+                        description="Who is about to leave: a gradient-boosting model on features computed in "
+                                    "ClickHouse, calibrated probabilities, reasons in words (docs/CRM.md).")
+    csub = ch.add_subparsers(dest="action", required=True, metavar="ACTION")
+    day = argparse.ArgumentParser(add_help=False)
+    day.add_argument("--day", type=_day, metavar="YYYY-MM-DD",
+                     help="default: the last complete day with events in the store")
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--model-dir", metavar="DIR", help="model versions (default: setting churn.model_dir)")
+    csub.add_parser("train", parents=[common, day, model], formatter_class=fmt,
+                    help="train on what was known on the day, publish a model version",
+                    description="Train on feature days whose outcome (ended within churn.horizon_days) is known "
+                                "on --day, split by time (the newest calibrates); publish a new version atomically.")
+    sc = csub.add_parser("score", parents=[common, day, model], formatter_class=fmt,
+                         help="score every subscriber: churn_scores, risk tags, alerts",
+                         description="Score every subscriber not ended on or before --day with the current model: "
+                                     "churn_scores, risk.churn_high / risk.churn_medium tags, churn_alerts for "
+                                     "households entering the high band.")
+    sc.add_argument("--top", type=int, default=5, metavar="N", help="riskiest households printed (default 5)")
+    ev = csub.add_parser("evaluate", parents=[common, day], formatter_class=fmt,
+                         help="out-of-time evaluation against rule baselines (and the simulator's truth)",
+                         description="Train as of an earlier day and test on the later feature days whose outcome "
+                                     "is known on --day: AUC, PR-AUC, lift@10 %%, Brier, per tenure band, against "
+                                     "days-since-last-view and 7/21-day trend rules and, with --truth, the "
+                                     "simulator's own forecast (the ceiling).")
+    ev.add_argument("--json", metavar="PATH", help="also write the evaluation as JSON")
+    ev.add_argument("--truth", metavar="PATH", help="firmware_sim truth.npz: add its forecast as the ceiling")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -143,6 +199,14 @@ def _store_command(args: argparse.Namespace, settings: CrmSettings, store: Any) 
         from crm.cli_profile import run_profile
 
         return run_profile(args, settings, store)
+    if args.command == "churn":
+        from crm.churn.cli import run_churn
+
+        return run_churn(args, settings, store)
+    if args.command == "forget":
+        from crm.forget import run_forget
+
+        return run_forget(args, store)
     raise ValueError(f"unknown command {args.command}")
 
 

@@ -102,10 +102,41 @@ class ProfileSettings:
 
 
 @dataclass(frozen=True)
+class ChurnSettings:
+    """Churn early warning (crm/churn, docs/CRM.md)."""
+
+    model_dir: str = "churn-models"    # versioned model artifacts (CURRENT + versions/)
+    horizon_days: int = 30             # label: the subscription ends within this many days after the feature day
+    stride_days: int = 7               # training feature days are this far apart ...
+    train_days: int = 12               # ... at most this many of them (the newest calibrates)
+    min_history_days: int = 28         # a feature day needs this much event history before it
+    test_days: int = 2                 # evaluate: test feature days (the newest with known outcomes)
+    high: float = 0.25                 # band `high` from this calibrated probability ...
+    medium: float = 0.08               # ... `medium` from this
+    reasons: int = 3                   # reasons kept per household, most important first
+    keep_versions: int = 5             # model versions kept on disk
+
+    def validate(self) -> list[str]:
+        problems = []
+        if not 1 <= self.horizon_days <= 365:
+            problems.append("horizon_days: must be 1..365")
+        if self.stride_days < 1 or self.train_days < 2 or self.test_days < 1:
+            problems.append("stride_days >= 1, train_days >= 2 and test_days >= 1")
+        if not 7 <= self.min_history_days <= 56:
+            problems.append("min_history_days: must be 7..56 (the features look 8 weeks back)")
+        if not 0 < self.medium < self.high < 1:
+            problems.append("medium and high: probabilities with 0 < medium < high < 1")
+        if not 1 <= self.reasons <= 10 or self.keep_versions < 1:
+            problems.append("reasons: 1..10; keep_versions >= 1")
+        return problems
+
+
+@dataclass(frozen=True)
 class CrmSettings:
     store: StoreSettings = field(default_factory=StoreSettings)
     subscribers: ImportSettings = field(default_factory=ImportSettings)
     credit: CreditSettings = field(default_factory=CreditSettings)
     dayparts: DaypartSettings = field(default_factory=DaypartSettings)
     profile: ProfileSettings = field(default_factory=ProfileSettings)
+    churn: ChurnSettings = field(default_factory=ChurnSettings)
     log: LogSettings = field(default_factory=lambda: LogSettings(format="text"))

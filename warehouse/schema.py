@@ -141,10 +141,25 @@ HOUSEHOLD_TAGS = Table("household_tags", TAG_COLUMNS, "ReplacingMergeTree(comput
 SEGMENT_COLUMNS: Final = {"name": "String", "version": "UInt32", "expression": "String", "created_ms": "Int64"}
 SEGMENTS = Table("segments", SEGMENT_COLUMNS, "MergeTree()", order_by="(name, version)")
 
+# Churn early warning (crm/churn): one score row per household and scored day (a re-run replaces), and
+# an alert row when a household enters the high band (the marketing trigger).
+CHURN_SCORE_COLUMNS: Final = {"household_id": "UInt64", "day": "Date", "score": "Float64", "band": "String",
+                              "reasons": "Array(String)", "model_version": "String", "computed_ms": "Int64"}
+CHURN_SCORES = Table("churn_scores", CHURN_SCORE_COLUMNS, "ReplacingMergeTree(computed_ms)",
+                     order_by="(day, household_id)", partition_by="toYYYYMM(day)")
+CHURN_ALERT_COLUMNS: Final = {"household_id": "UInt64", "day": "Date", "score": "Float64",
+                              "reasons": "Array(String)", "model_version": "String", "created_ms": "Int64"}
+CHURN_ALERTS = Table("churn_alerts", CHURN_ALERT_COLUMNS, "ReplacingMergeTree(created_ms)",
+                     order_by="(day, household_id)", partition_by="toYYYYMM(day)")
+# `crm forget` requests: a keyed hash of the household id (not the id itself), when, what was removed.
+FORGET_COLUMNS: Final = {"household_key": "UInt64", "requested_ms": "Int64", "completed_ms": "Int64",
+                         "tables": "UInt32", "rows": "UInt64"}
+FORGET_REQUESTS = Table("forget_requests", FORGET_COLUMNS, "MergeTree()", order_by="(household_key, requested_ms)")
+
 _V1_TABLES: Final = (EVENTS, DEAD_LETTERS, CHANNELS, PROGRAMMES, AIRINGS)
 TABLES: Final[dict[str, Table]] = {t.name: t for t in (*_V1_TABLES, SUBSCRIBERS, SUBSCRIBER_HISTORY,
                                                        RATINGS_DAILY, HOUSEHOLD_PROFILES, HOUSEHOLD_TAGS,
-                                                       SEGMENTS)}
+                                                       SEGMENTS, CHURN_SCORES, CHURN_ALERTS, FORGET_REQUESTS)}
 # Column types of every table the code inserts into (tests and importers check against it).
 TABLE_COLUMNS: Final[dict[str, dict[str, str]]] = {name: dict(t.columns) for name, t in TABLES.items()}
 
@@ -195,6 +210,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
               (Statement(f"ALTER TABLE {{db}}.events MODIFY COLUMN kind {KIND_ENUM}"),
                *(add_column("events", c, EVENT_COLUMNS[c]) for c in ("message_id", "campaign", "variant",
                                                                       "response")))),
+    Migration(8, "crm: churn_scores, churn_alerts, forget_requests",
+              (create_table(CHURN_SCORES), create_table(CHURN_ALERTS), create_table(FORGET_REQUESTS))),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 

@@ -1,0 +1,113 @@
+"""`python -m crm forget HOUSEHOLD...`: remove households from every table, and say when it is done.
+
+    report = forget(warehouse, [1042, 1043], timeout_s=600)
+
+Tables are found, not listed: every MergeTree-family table of the database with a `household_id`
+column (events, subscribers and their history, profiles, tags, churn scores and alerts, and any
+table added later), plus every table with a `device_id` column but no `household_id` (dead
+letters), for the households' boxes as the events name them (read before anything is deleted).
+Each table holding rows of them gets one `ALTER TABLE ... DELETE WHERE ...` mutation (18.16 and
+chdb alike); the command then polls `system.mutations` until none of those tables has an unfinished
+mutation and re-counts: it returns only when no row is left, and fails (non-zero, one line) if the
+mutations do not finish within the timeout. Running it again finds nothing and exits 0.
+
+The request is recorded in `forget_requests` as a keyed hash of the id (sipHash64 of
+"forget:<id>"), the times, and how many tables and rows were removed — not the id itself.
+
+Not covered: model files on disk (the recommender's artifact holds household ids until its next
+training; churn models hold none), and data arriving after the request (a box still reporting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from crm.errors import CrmError
+from warehouse import Warehouse
+
+POLL_S = 0.2
+
+
+class ForgetTimeout(CrmError):
+    """The delete mutations did not finish in time (they go on in the server; run forget again)."""
+
+    retryable = True
+
+
+@dataclass(frozen=True)
+class ForgetReport:
+    households: int
+    rows: int                  # rows removed
+    tables: dict[str, int]     # table -> rows removed (tables that held any)
+    seconds: float
+
+
+def _tables(warehouse: Warehouse) -> tuple[list[str], list[str]]:
+    """(tables with household_id, tables with device_id but no household_id), MergeTree family only."""
+    rows = warehouse.query_rows(
+        "SELECT c.table, groupArray(c.name) FROM system.columns AS c WHERE c.database = %(db)s "
+        "AND c.name IN ('household_id', 'device_id') GROUP BY c.table", {"db": warehouse.database})
+    engines = dict(warehouse.query_rows("SELECT name, engine FROM system.tables WHERE database = %(db)s",
+                                        {"db": warehouse.database}))
+    by_household: list[str] = []
+    by_device: list[str] = []
+    for table, names in rows:
+        if "MergeTree" not in str(engines.get(table, "")) or str(table).startswith("crm_stage_"):
+            continue
+        (by_household if "household_id" in names else by_device).append(str(table))
+    return sorted(by_household), sorted(by_device)
+
+
+def forget(warehouse: Warehouse, households: Sequence[int], *, timeout_s: float = 600.0,
+           on_progress: Callable[[str], None] | None = None) -> ForgetReport:
+    started = time.monotonic()
+    requested_ms = int(time.time() * 1000)
+    db = warehouse.database
+    ids = ", ".join(str(int(h)) for h in sorted(set(households)))    # integers only: nothing else reaches SQL
+    by_household, by_device = _tables(warehouse)
+    where = {t: f"household_id IN ({ids})" for t in by_household}
+    if by_device and "events" in by_household:
+        devices = [str(d) for (d,) in warehouse.query_rows(
+            f"SELECT DISTINCT device_id FROM {db}.events WHERE household_id IN ({ids})")]
+        if devices:
+            where.update({t: "device_id IN %(devices)s" for t in by_device})
+    else:
+        devices = []
+    params = {"devices": tuple(devices)}
+    before = {t: int(warehouse.query_rows(f"SELECT count() FROM {db}.{t} WHERE {c}", params)[0][0])
+              for t, c in where.items()}
+    doomed = {t: n for t, n in before.items() if n}
+    for table in doomed:
+        warehouse.query_rows(f"ALTER TABLE {db}.{table} DELETE WHERE {where[table]}", params)
+        if on_progress:
+            on_progress(table)
+    deadline = time.monotonic() + timeout_s
+    while doomed:
+        names = ", ".join(f"'{t}'" for t in doomed)
+        pending = int(warehouse.query_rows(f"SELECT count() FROM system.mutations WHERE database = %(db)s "
+                                           f"AND table IN ({names}) AND is_done = 0", {"db": db})[0][0])
+        left = sum(int(warehouse.query_rows(f"SELECT count() FROM {db}.{t} WHERE {where[t]}", params)[0][0])
+                   for t in doomed) if not pending else -1
+        if left == 0:
+            break
+        if time.monotonic() > deadline:
+            raise ForgetTimeout(f"the deletes in {', '.join(doomed)} did not finish within {timeout_s:.0f}s "
+                                f"({pending} mutations pending); they continue in the server: run forget again")
+        time.sleep(POLL_S)
+    rows = sum(doomed.values())
+    warehouse.execute(
+        f"INSERT INTO {db}.forget_requests (household_key, requested_ms, completed_ms, tables, rows) "
+        f"SELECT sipHash64(concat('forget:', toString(h))), {requested_ms}, {int(time.time() * 1000)}, "
+        f"{len(doomed)}, {rows} FROM (SELECT arrayJoin([{ids}]) AS h)")
+    return ForgetReport(len(set(households)), rows, doomed, time.monotonic() - started)
+
+
+def run_forget(args: argparse.Namespace, warehouse: Warehouse) -> int:
+    report = forget(warehouse, args.households, timeout_s=float(args.timeout))
+    tables = ", ".join(f"{t} {n:,}" for t, n in sorted(report.tables.items())) or "nothing held"
+    print(f"forgot {report.households} household(s): {report.rows:,} rows removed ({tables}) in "
+          f"{report.seconds:.1f}s; request recorded")
+    return 0
