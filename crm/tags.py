@@ -105,7 +105,12 @@ def tags_sql(wh: Warehouse, day: dt.date, cat: Catalogue) -> tuple[str, dict[str
     for rules in cat.first_of:
         cases = ", ".join(f"{_band_cond(field, band) if field else '1'}, {param(band.tag)}" for field, band in rules)
         select(f"multiIf({cases}, '')", "1", "1")
-    if not parts:
+    # Tags written by other commands for the day (crm churn score: risk.churn_*) are carried into the new
+    # run, so re-profiling a scored day does not drop them (readers see only the newest run).
+    parts.append(f"""SELECT household_id, tag, score FROM {db}.household_tags
+            WHERE day = toDate(%(day)s) AND substring(tag, 1, 11) = 'risk.churn_'
+                  AND computed_ms = ({latest_run_sql(db)})""")
+    if len(parts) == 1:
         return "", params
     union = "\n            UNION ALL\n".join(parts)
     sql = f"""INSERT INTO {db}.household_tags (household_id, tag, level, score, day, computed_ms)

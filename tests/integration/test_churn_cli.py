@@ -135,6 +135,13 @@ def test_train_score_tags_and_alerts(loaded: tuple[Warehouse, Path], world: Chur
     first = {int(h) for (h,) in store.query_rows(f"SELECT household_id FROM {db}.churn_alerts FINAL "
                                                 f"WHERE day = toDate('{before}')")}
     assert alerts == high - prev_high and first == prev_high                  # first scoring: every high one
+    # re-profiling the scored day keeps its risk tags in the new run
+    assert crm(store, tmp, "profile", "--day", last.isoformat()) == 0
+    tags = store.query_rows(f"SELECT household_id, tag FROM {db}.household_tags WHERE day = toDate('{last}') "
+                            f"AND computed_ms = (SELECT max(computed_ms) FROM {db}.household_tags "
+                            f"WHERE day = toDate('{last}'))")
+    assert {int(h) for h, t in tags if t == "risk.churn_high"} == high and any(t.startswith("lifecycle.")
+                                                                              for _, t in tags)
     # the planted leavers of the next days are ranked high
     soon = {int(h) for h, leave in zip(world.households.household_id, world.churn.leave_day, strict=True)
             if day_index < leave <= day_index + 14 and leave != NEVER}
