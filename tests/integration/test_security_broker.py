@@ -396,12 +396,16 @@ def test_agent_to_collector_over_mutual_tls_and_an_impostor_is_never_stored(brok
     agents: list[AgentProcess] = []
     try:
         collector.start()
-        # An agent claiming device stb-b with stb-a's certificate: the broker drops its batches.
+        # An agent claiming device stb-b with stb-a's certificate: the broker refuses its batches
+        # (PUBACK 135), and the agent keeps them spooled rather than counting them delivered.
         impostor = AgentProcess(broker, tmp_path, "stb-b", "stb-a")
         agents.append(impostor)
         impostor.send(20)
         wait_until(lambda: _scrape(impostor.metrics).get("stb_agent_datagrams_received_total", 0) >= 20
-                   and _scrape(impostor.metrics).get("stb_agent_spool_events", 1) == 0, "impostor's batches sent")
+                   and _scrape(impostor.metrics).get("stb_agent_publish_refused_total", 0) >= 1,
+                   "impostor's batches refused")
+        assert _scrape(impostor.metrics).get("stb_agent_events_published_total", 0) == 0
+        assert _scrape(impostor.metrics).get("stb_agent_spool_events", 0) == 20  # kept, not lost
         honest = AgentProcess(broker, tmp_path, "stb-a", "stb-a")
         agents.append(honest)
         honest.send(30)

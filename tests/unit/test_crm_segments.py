@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from crm.errors import SegmentError
 from crm.fields import FIELDS
-from crm.segment_parser import And, Bucket, Compare, In, Not, Or, Tag, TagIn, parse
+from crm.segment_parser import KEYWORDS, And, Bucket, Compare, In, Not, Or, Tag, TagIn, parse
 from crm.segment_sql import compile_segment
 
 ISSUE_EXAMPLE = ("interest.football and value in (high, mid) and not lifecycle.dormant and minutes_28d >= 300 "
@@ -69,7 +69,8 @@ def test_values_are_parameters() -> None:
 
 MARK = "\u00a7"  # every generated text value carries it; no SQL template does
 _text = st.text(st.characters(codec="utf-8"), max_size=12).map(lambda s: MARK + s)
-_name = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
+# A bare tag name is never a keyword: `value in (in)` is rightly a syntax error.
+_name = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(lambda n: n not in KEYWORDS)
 _numeric = sorted(f for f, spec in FIELDS.items() if spec.kind == "number")
 _textual = sorted(f for f, spec in FIELDS.items() if spec.kind == "text")
 _ops = st.sampled_from(["=", "!=", "<", "<=", ">", ">="])
@@ -95,7 +96,7 @@ _exprs = st.recursive(_atoms, lambda inner: st.one_of(
     st.builds(lambda a: f"not ({a})", inner)), max_leaves=8)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
 @given(st.text(max_size=200))
 def test_the_parser_never_crashes_on_arbitrary_text(text: str) -> None:
     try:
@@ -106,7 +107,7 @@ def test_the_parser_never_crashes_on_arbitrary_text(text: str) -> None:
     compile_segment(node, "stb")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(st.text(st.sampled_from(list("abcinotrdemg_.()'=<>, 0123456789")), max_size=60))
 def test_the_parser_never_crashes_on_near_valid_text(text: str) -> None:
     try:
@@ -118,7 +119,7 @@ def test_the_parser_never_crashes_on_near_valid_text(text: str) -> None:
     assert len(params) == sql.count("%(v")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(_exprs)
 def test_compiled_sql_depends_only_on_the_shape(expr: str) -> None:
     """Every value is a parameter: the SQL has one placeholder per value, and no user text in it."""
