@@ -175,10 +175,10 @@ def run(args: argparse.Namespace) -> Any:
     from stbcommon.localservers import ClickHouseServer
     from warehouse import open_warehouse
 
-    households, days, rate = (600, 100, 4.0) if args.quick else (4000, 150, 1.0)
+    households, days, rate = (600, 100, 4.0) if args.quick else (5000, 150, 1.0)
     result = Result("churn", {"quick": args.quick, "households": households, "days": days, "rate_factor": rate,
                               "monthly_churn": "simulator default x rate_factor", "store": "clickhouse-server 18.16",
-                              "settings": "crm defaults: horizon 30, stride 7, 12 training days, 2 test days"})
+                              "settings": "crm defaults: horizon 30, stride 3, 18 training days, 2 test days"})
     settings = CrmSettings()
     with tempfile.TemporaryDirectory(prefix="bench-churn-") as tmp:
         server = ClickHouseServer(Path(tmp) / "clickhouse")

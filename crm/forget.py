@@ -90,9 +90,11 @@ def forget(warehouse: Warehouse, households: Sequence[int], *, timeout_s: float 
         pending = int(warehouse.query_rows(f"SELECT count() FROM system.mutations WHERE database = %(db)s "
                                            f"AND table IN ({names}) AND is_done = 0", {"db": db})[0][0])
         left = sum(int(warehouse.query_rows(f"SELECT count() FROM {db}.{t} WHERE {where[t]}", params)[0][0])
-                   for t in doomed) if not pending else -1
+                   for t in doomed) if not pending else -1    # re-count only once no mutation is pending
         if left == 0:
             break
+        if on_progress:
+            on_progress(f"waiting: {pending} mutations pending" if pending else f"{left:,} rows left")
         if time.monotonic() > deadline:
             raise ForgetTimeout(f"the deletes in {', '.join(doomed)} did not finish within {timeout_s:.0f}s "
                                 f"({pending} mutations pending); they continue in the server: run forget again")
@@ -106,7 +108,13 @@ def forget(warehouse: Warehouse, households: Sequence[int], *, timeout_s: float 
 
 
 def run_forget(args: argparse.Namespace, warehouse: Warehouse) -> int:
-    report = forget(warehouse, args.households, timeout_s=float(args.timeout))
+    from tqdm import tqdm
+
+    with tqdm(unit="step", disable=args.no_progress, desc="forget", bar_format="{desc}: {postfix} [{elapsed}]") as bar:
+        def progress(what: str) -> None:
+            bar.set_postfix_str(what)   # a table whose delete was issued, then the wait
+
+        report = forget(warehouse, args.households, timeout_s=float(args.timeout), on_progress=progress)
     tables = ", ".join(f"{t} {n:,}" for t, n in sorted(report.tables.items())) or "nothing held"
     print(f"forgot {report.households} household(s): {report.rows:,} rows removed ({tables}) in "
           f"{report.seconds:.1f}s; request recorded")

@@ -107,8 +107,8 @@ class ChurnSettings:
 
     model_dir: str = "churn-models"    # versioned model artifacts (CURRENT + versions/)
     horizon_days: int = 30             # label: the subscription ends within this many days after the feature day
-    stride_days: int = 7               # training feature days are this far apart ...
-    train_days: int = 12               # ... at most this many of them (the newest calibrates)
+    stride_days: int = 3               # training feature days are this far apart ...
+    train_days: int = 18               # ... at most this many of them (the newest calibrates)
     min_history_days: int = 28         # a feature day needs this much event history before it
     test_days: int = 2                 # evaluate: test feature days (the newest with known outcomes)
     high: float = 0.25                 # band `high` from this calibrated probability ...

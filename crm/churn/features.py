@@ -39,10 +39,14 @@ FEATURES: Final = (
     "active_days_21d", "prime_share_7d", "prime_share_drop", "short_share_7d", "short_share_rise",
     "power_cycles_7d", "power_cycles_rise", "minutes_per_session_7d", "days_since_view", "days_since_event",
     "history_days", "tenure_days", "monthly_fee", "products", "package", "hd", "multiroom", "suspended",
+    # against the household's own level a month earlier (days 29-56): a decline older than three weeks
+    # has already lowered the 21-day baseline
+    "trend_7_usual", "trend_14_usual", "sessions_usual", "prime_drop_usual", "short_rise_usual",
+    "power_cycles_rise_usual",
 )
 # Kept beside the features: the raw sums reasons are worded from.
 EXTRA: Final = ("prime_share_21d", "short_share_21d", "power_cycles_21d", "sessions_7d", "sessions_21d",
-                "minutes_7d", "minutes_21d", "minutes_prev_28d")
+                "minutes_7d", "minutes_21d", "minutes_prev_28d", "sessions_prev_28d")
 TREND_CAP: Final = 10.0
 
 
@@ -109,15 +113,17 @@ def stage_sql(db: str, stage: str, settings: CrmSettings, lo_day: int, hi_day: i
 
 def features_sql(db: str, stage: str, days: Sequence[int], horizon: int, known_by: int) -> str:
     fs = "[" + ", ".join(str(int(f)) for f in days) + "]"
-    w7, w21, p28 = "d > f - 7", "d > f - 28 AND d <= f - 7", "d <= f - 28"
+    w7, w14, w21, p28 = "d > f - 7", "d > f - 14", "d > f - 28 AND d <= f - 7", "d <= f - 28"
     viewing = f"""
         SELECT household_id, f,
                sumIf(view_s, {w7}) / 60 AS m7, sumIf(view_s, {w21}) / 60 AS m21, sumIf(view_s, {p28}) / 60 AS mp28,
-               sumIf(power_ons, {w7}) AS on7, sumIf(power_ons, {w21}) AS on21,
-               countIf({w7}) AS act7, countIf({w21}) AS act21,
+               sumIf(view_s, {w14}) / 60 AS m14,
+               sumIf(power_ons, {w7}) AS on7, sumIf(power_ons, {w21}) AS on21, sumIf(power_ons, {p28}) AS onp28,
+               countIf({w7}) AS act7, countIf({w21}) AS act21, countIf({p28}) AS actp28,
                sumIf(prime_s, {w7}) / 60 AS pr7, sumIf(prime_s, {w21}) / 60 AS pr21,
-               sumIf(short_views, {w7}) AS sh7, sumIf(short_views, {w21}) AS sh21,
-               sumIf(views, {w7}) AS vw7, sumIf(views, {w21}) AS vw21,
+               sumIf(prime_s, {p28}) / 60 AS prp28,
+               sumIf(short_views, {w7}) AS sh7, sumIf(short_views, {w21}) AS sh21, sumIf(short_views, {p28}) AS shp28,
+               sumIf(views, {w7}) AS vw7, sumIf(views, {w21}) AS vw21, sumIf(views, {p28}) AS vwp28,
                maxIf(d, view_s > 0) AS last_view, max(d) AS last_event, min(d) AS first_event
         FROM (SELECT household_id, d, view_s, views, short_views, prime_s, power_ons,
                      arrayJoin(arrayFilter(x -> x >= d AND x < d + {WINDOW_DAYS}, {fs})) AS f
@@ -160,8 +166,13 @@ def features_sql(db: str, stage: str, days: Sequence[int], horizon: int, known_b
                toFloat64(length(codes)) AS products, toFloat64({pkg}) AS package,
                toFloat64(has(codes, 'hd')) AS hd, toFloat64(has(codes, 'multiroom')) AS multiroom,
                toFloat64(status_f = 'suspended') AS suspended,
+               {_ratio('m7 / 7', 'mp28 / 28')} AS trend_7_usual, {_ratio('m14 / 14', 'mp28 / 28')} AS trend_14_usual,
+               {_ratio('on7 / 7', 'onp28 / 28')} AS sessions_usual,
+               if(mp28 > 0, prp28 / mp28, {nan}) - prime_share_7d AS prime_drop_usual,
+               short_share_7d - if(shp28 + vwp28 > 0, shp28 / (shp28 + vwp28), {nan}) AS short_rise_usual,
+               power_cycles_7d - if(actp28 > 0, onp28 / actp28, {nan}) AS power_cycles_rise_usual,
                toFloat64(on7) AS sessions_7d, toFloat64(on21) AS sessions_21d, m7 AS minutes_7d,
-               m21 AS minutes_21d, mp28 AS minutes_prev_28d
+               m21 AS minutes_21d, mp28 AS minutes_prev_28d, toFloat64(onp28) AS sessions_prev_28d
         FROM (
             SELECT *, arrayFilter(x -> x != '', splitByChar(';', products_f)) AS codes
             FROM (SELECT * FROM ({as_of}) AS s ANY LEFT JOIN ({record}) AS r USING household_id)

@@ -20,12 +20,13 @@ from crm.churn.features import FEATURES, PACKAGES, FeatureFrame
 MIN_CONTRIBUTION: Final = 0.05
 
 TOPICS: Final[dict[str, tuple[str, ...]]] = {
-    "viewing": ("minutes_day_7d", "minutes_day_21d", "trend_7_21", "trend_28_28", "minutes_per_session_7d"),
+    "viewing": ("minutes_day_7d", "minutes_day_21d", "trend_7_21", "trend_28_28", "minutes_per_session_7d",
+                "trend_7_usual", "trend_14_usual"),
     "silence": ("days_since_view", "days_since_event"),
-    "sessions": ("sessions_trend", "active_days_7d", "active_days_21d"),
-    "prime": ("prime_share_7d", "prime_share_drop"),
-    "fragments": ("short_share_7d", "short_share_rise"),
-    "cycles": ("power_cycles_7d", "power_cycles_rise"),
+    "sessions": ("sessions_trend", "active_days_7d", "active_days_21d", "sessions_usual"),
+    "prime": ("prime_share_7d", "prime_share_drop", "prime_drop_usual"),
+    "fragments": ("short_share_7d", "short_share_rise", "short_rise_usual"),
+    "cycles": ("power_cycles_7d", "power_cycles_rise", "power_cycles_rise_usual"),
     "tenure": ("tenure_days", "history_days"),
     "price": ("monthly_fee",),
     "products": ("products", "package", "hd", "multiroom", "suspended"),
@@ -38,12 +39,12 @@ def _pct(x: float) -> int:
 
 
 def _viewing(r: dict[str, float]) -> str:
-    now, before = r["minutes_day_7d"], r["minutes_day_21d"]
-    if before > 0 and now < before:
+    now, before, usual = r["minutes_day_7d"], r["minutes_day_21d"], r["minutes_prev_28d"] / 28
+    # the three-week comparison when it shows a clear fall (or the only one); else a month earlier
+    if before > 0 and now < before and (now < 0.85 * before or now >= usual):
         return f"viewing down {_pct(1 - now / before)} % on the previous three weeks"
-    last4, prev4 = r["minutes_7d"] + r["minutes_21d"], r["minutes_prev_28d"]
-    if prev4 > 0 and last4 < prev4:
-        return f"viewing down {_pct(1 - last4 / prev4)} % on the four weeks before"
+    if usual > 0 and now < usual:
+        return f"viewing down {_pct(1 - now / usual)} % on a month earlier"
     return f"little viewing: {now:.0f} minutes a day over the last week"
 
 
@@ -55,10 +56,14 @@ def _silence(r: dict[str, float]) -> str:
 
 
 def _sessions(r: dict[str, float]) -> str:
-    now, before = r["sessions_7d"] / 7, r["sessions_21d"] / 21
-    if before > 0 and now < before:
+    now, before, usual = r["sessions_7d"] / 7, r["sessions_21d"] / 21, r["sessions_prev_28d"] / 28
+    if before > 0 and now < 0.9 * before:
         return f"switched on {_pct(1 - now / before)} % less often than in the previous three weeks"
-    return f"watched on {int(r['active_days_7d'])} of the last 7 days"
+    if usual > 0 and now < 0.9 * usual:
+        return f"switched on {_pct(1 - now / usual)} % less often than a month earlier"
+    if r["active_days_7d"] < 7:
+        return f"watched on {int(r['active_days_7d'])} of the last 7 days"
+    return f"switched on {int(r['sessions_7d'])} times in the last 7 days"
 
 
 def _prime(r: dict[str, float]) -> str:

@@ -80,7 +80,7 @@ def test_model_learns_planted_risk_and_is_calibrated_later() -> None:
 def test_feature_days_are_split_by_time() -> None:
     s = ChurnSettings()
     days = feature_days(200 - s.horizon_days, first_event=100, s=s, count=s.train_days)
-    assert days == sorted(days) and days[-1] == 170 and np.all(np.diff(days) == 7)
+    assert days == sorted(days) and days[-1] == 170 and np.all(np.diff(days) == s.stride_days)
     assert min(days) >= 100 + s.min_history_days - 1
     assert feature_days(120, first_event=100, s=s, count=5) == []
 
