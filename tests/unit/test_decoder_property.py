@@ -100,7 +100,7 @@ def fast_path_accepts(msg: Accepted) -> bool:
     return True
 
 
-@settings(max_examples=150, derandomize=True, database=None, deadline=None,
+@settings(max_examples=60, derandomize=True, database=None, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(batch())
 @example(NIL_IN_OPTIONAL_FIELD)
@@ -171,7 +171,7 @@ def wire_batch(draw: st.DrawFn) -> list[tuple[str, bytes]]:
     return [draw(wire_message(i)) for i in range(draw(st.integers(1, 6)))]
 
 
-@settings(max_examples=200, derandomize=True, database=None, deadline=None,
+@settings(max_examples=60, derandomize=True, database=None, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(wire_batch())
 def test_native_and_pure_python_decoders_agree_on_every_batch(messages: list[tuple[str, bytes]]) -> None:
