@@ -15,7 +15,7 @@ Label: the subscription's `ended` date is in F+1 .. F+horizon *and* on or before
 (what was known on the training day); rows whose horizon is not over by `known_by` have no label.
 
 18.16 shapes the SQL: one JOIN per SELECT, USING with two keys, arrayJoin over the feature days
-that fall in a row's 8-week reach (each daily row meets at most 8 weekly feature days).
+that fall in a row's 8-week reach (a daily row meets at most 19 feature days 3 days apart).
 """
 
 from __future__ import annotations
@@ -43,11 +43,18 @@ FEATURES: Final = (
     # has already lowered the 21-day baseline
     "trend_7_usual", "trend_14_usual", "sessions_usual", "prime_drop_usual", "short_rise_usual",
     "power_cycles_rise_usual",
+    # per day watched (a holiday empties days, a decline thins them) and the 4-week slope of daily minutes
+    "minutes_per_active_day_usual", "slope_28d",
 )
 # Kept beside the features: the raw sums reasons are worded from.
 EXTRA: Final = ("prime_share_21d", "short_share_21d", "power_cycles_21d", "sessions_7d", "sessions_21d",
                 "minutes_7d", "minutes_21d", "minutes_prev_28d", "sessions_prev_28d")
 TREND_CAP: Final = 10.0
+USUAL: Final = ("trend_7_usual", "trend_14_usual", "sessions_usual", "prime_drop_usual", "short_rise_usual",
+                "power_cycles_rise_usual", "minutes_per_active_day_usual")
+# Least-squares slope of daily minutes over the 28 days to F (x = 0..27, days without a row count as 0):
+# (n * sum(x * m) - sum(x) * sum(m)) / (n * sum(x^2) - sum(x)^2) with n = 28, sum(x) = 378, sum(x^2) = 7098.
+_SLOPE: Final = "(28 * dm28 - 378 * (m7 + m21)) / (28 * 7098 - 378 * 378)"
 
 
 @dataclass
@@ -111,13 +118,14 @@ def stage_sql(db: str, stage: str, settings: CrmSettings, lo_day: int, hi_day: i
     ]
 
 
-def features_sql(db: str, stage: str, days: Sequence[int], horizon: int, known_by: int) -> str:
+def features_sql(db: str, stage: str, days: Sequence[int], horizon: int, known_by: int, data_start: int = 0) -> str:
     fs = "[" + ", ".join(str(int(f)) for f in days) + "]"
     w7, w14, w21, p28 = "d > f - 7", "d > f - 14", "d > f - 28 AND d <= f - 7", "d <= f - 28"
     viewing = f"""
         SELECT household_id, f,
                sumIf(view_s, {w7}) / 60 AS m7, sumIf(view_s, {w21}) / 60 AS m21, sumIf(view_s, {p28}) / 60 AS mp28,
-               sumIf(view_s, {w14}) / 60 AS m14,
+               sumIf(view_s, {w14}) / 60 AS m14, countIf({w14}) AS act14,
+               sumIf(view_s * (d - f + 27), d > f - 28) / 60 AS dm28,
                sumIf(power_ons, {w7}) AS on7, sumIf(power_ons, {w21}) AS on21, sumIf(power_ons, {p28}) AS onp28,
                countIf({w7}) AS act7, countIf({w21}) AS act21, countIf({p28}) AS actp28,
                sumIf(prime_s, {w7}) / 60 AS pr7, sumIf(prime_s, {w21}) / 60 AS pr21,
@@ -142,7 +150,7 @@ def features_sql(db: str, stage: str, days: Sequence[int], horizon: int, known_b
         FROM {db}.subscribers FINAL"""
     pkg = "multiIf(" + ", ".join(f"has(codes, '{p}'), {i}" for i, p in enumerate(PACKAGES)) + f", {len(PACKAGES)})"
     nan = "toFloat64(nan)"
-    return f"""
+    sql = f"""
         SELECT household_id, f, end_d,
                multiIf(end_d > f AND end_d <= f + {horizon} AND end_d <= {known_by}, 1,
                        f + {horizon} <= {known_by}, 0, -1) AS label,
@@ -171,6 +179,9 @@ def features_sql(db: str, stage: str, days: Sequence[int], horizon: int, known_b
                if(mp28 > 0, prp28 / mp28, {nan}) - prime_share_7d AS prime_drop_usual,
                short_share_7d - if(shp28 + vwp28 > 0, shp28 / (shp28 + vwp28), {nan}) AS short_rise_usual,
                power_cycles_7d - if(actp28 > 0, onp28 / actp28, {nan}) AS power_cycles_rise_usual,
+               {_ratio('if(act14 > 0, m14 / act14, 0)', 'if(actp28 > 0, mp28 / actp28, 0)')}
+                   AS minutes_per_active_day_usual,
+               if(m7 + m21 > 0, ({_SLOPE}) / ((m7 + m21) / 28), {nan}) AS slope_28d,
                toFloat64(on7) AS sessions_7d, toFloat64(on21) AS sessions_21d, m7 AS minutes_7d,
                m21 AS minutes_21d, mp28 AS minutes_prev_28d, toFloat64(onp28) AS sessions_prev_28d
         FROM (
@@ -179,6 +190,12 @@ def features_sql(db: str, stage: str, days: Sequence[int], horizon: int, known_b
             WHERE status_f != 'ended' AND act_d <= f
         ) AS sr ANY LEFT JOIN ({viewing}) AS v USING (household_id, f)
         ORDER BY f, household_id"""
+    # Before 8 weeks of data the "usual level" window is partly empty: undefined, not a fall to zero
+    # (training's early feature days would otherwise teach the model a pattern test days never show).
+    full = f"f >= {int(data_start) + WINDOW_DAYS - 1}"
+    for name in USUAL:
+        sql = sql.replace(f" AS {name},", f" AS {name}_raw, if({full}, {name}_raw, toFloat64(nan)) AS {name},", 1)
+    return sql
 
 
 def feature_frame(warehouse: Warehouse, days: Sequence[int], settings: CrmSettings, *, known_by: int,
@@ -192,7 +209,8 @@ def feature_frame(warehouse: Warehouse, days: Sequence[int], settings: CrmSettin
             warehouse.execute(sql)
         if on_step:
             on_step("staged")
-        cols = warehouse.query_columns(features_sql(db, stage, days, settings.churn.horizon_days, known_by))
+        start = first_event_day(warehouse, settings) or 0
+        cols = warehouse.query_columns(features_sql(db, stage, days, settings.churn.horizon_days, known_by, start))
     finally:
         warehouse.execute(f"DROP TABLE IF EXISTS {stage}")
     if on_step:

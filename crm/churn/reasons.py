@@ -21,7 +21,7 @@ MIN_CONTRIBUTION: Final = 0.05
 
 TOPICS: Final[dict[str, tuple[str, ...]]] = {
     "viewing": ("minutes_day_7d", "minutes_day_21d", "trend_7_21", "trend_28_28", "minutes_per_session_7d",
-                "trend_7_usual", "trend_14_usual"),
+                "trend_7_usual", "trend_14_usual", "minutes_per_active_day_usual", "slope_28d"),
     "silence": ("days_since_view", "days_since_event"),
     "sessions": ("sessions_trend", "active_days_7d", "active_days_21d", "sessions_usual"),
     "prime": ("prime_share_7d", "prime_share_drop", "prime_drop_usual"),
