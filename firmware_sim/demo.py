@@ -182,6 +182,15 @@ def _crm(store_url: str, work: Path, plan: FleetPlan, households: Households) ->
             print("\n".join("   " + line for line in run.stdout.splitlines()[1:]), flush=True)
         elif step[0] == "segment":
             print(f"   segment \"football fans\" (interest.football): {int(run.stdout):,} households", flush=True)
+    # Churn needs 28 days of history before a training day and 30 after it (docs/CRM.md).
+    if plan.days < 90:
+        print("   churn early warning: needs 90+ simulated days (--days 90) to train", flush=True)
+        return
+    for step in (["churn", "train", "--model-dir", str(work / "churn")],
+                 ["churn", "score", "--model-dir", str(work / "churn"), "--top", "3"]):
+        run = subprocess.run([sys.executable, "-m", "crm", *step, "--store", store_url, "--no-progress"],
+                             capture_output=True, text=True, timeout=1800)
+        print("\n".join("   " + line for line in (run.stdout or run.stderr).strip().splitlines()), flush=True)
 
 
 def _recommendations(store_url: str, work: Path, plan: FleetPlan, households: int = 3) -> None:
