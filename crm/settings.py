@@ -7,9 +7,9 @@ Sources, lowest to highest: these defaults, the TOML file (`--config`), environm
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from stbcommon.settings import LogSettings
+from warehouse.settings import StoreSettings
 
 ENV_PREFIX = "STB_CRM"
 MINUTE_MS = 60_000
@@ -21,16 +21,6 @@ DIRECT_IDENTIFIERS = ("name", "first_name", "last_name", "surname", "full_name",
                       "email", "e_mail", "address", "street", "postcode", "zip", "city", "id_card",
                       "national_id", "passport", "ssn", "tax_id", "iban", "bank_account", "birth_date",
                       "date_of_birth", "dob", "ip", "ip_address", "card_number")
-
-
-@dataclass(frozen=True)
-class StoreSettings:
-    url: str = "chdb:./stb-data"  # clickhouse://user:pass@host:9000/db or chdb:///abs/path
-
-    def validate(self) -> list[str]:
-        if urlsplit(self.url).scheme not in ("clickhouse", "chdb"):
-            return [f"url: {self.url!r} is not clickhouse://host:9000/db or chdb:///path"]
-        return []
 
 
 @dataclass(frozen=True)

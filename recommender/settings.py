@@ -10,23 +10,13 @@ the same signal definition.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from stbcommon.settings import LogSettings, MetricsSettings
+from warehouse.settings import StoreSettings
 
 ENV_PREFIX = "STB_RECOMMENDER"
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
-
-
-@dataclass(frozen=True)
-class StoreSettings:
-    url: str = "chdb:./stb-data"  # clickhouse://user:pass@host:9000/db or chdb:///abs/path
-
-    def validate(self) -> list[str]:
-        if urlsplit(self.url).scheme not in ("clickhouse", "chdb"):
-            return [f"url: {self.url!r} is not clickhouse://host:9000/db or chdb:///path"]
-        return []
 
 
 @dataclass(frozen=True)
