@@ -156,10 +156,32 @@ FORGET_COLUMNS: Final = {"household_key": "UInt64", "requested_ms": "Int64", "co
                          "tables": "UInt32", "rows": "UInt64"}
 FORGET_REQUESTS = Table("forget_requests", FORGET_COLUMNS, "MergeTree()", order_by="(household_key, requested_ms)")
 
+# Marketing (marketing/, docs/MARKETING.md). A campaign row per change (newest `updated_ms` wins) and an
+# audit line per action; contact states and send decisions are append-only histories (latest wins).
+CAMPAIGN_COLUMNS: Final = {"id": "String", "definition": "String", "status": "String", "created_ms": "Int64",
+                           "updated_ms": "Int64"}
+CAMPAIGNS = Table("campaigns", CAMPAIGN_COLUMNS, "ReplacingMergeTree(updated_ms)", order_by="id")
+CAMPAIGN_LOG_COLUMNS: Final = {"id": "String", "action": "String", "actor": "String", "detail": "String",
+                               "at_ms": "Int64"}
+CAMPAIGN_LOG = Table("campaign_log", CAMPAIGN_LOG_COLUMNS, "MergeTree()", order_by="(id, at_ms)")
+CONTACT_COLUMNS: Final = {"campaign": "String", "household_id": "UInt64", "holdout": "UInt8", "wave": "UInt16",
+                          "state": "String", "variant": "String", "message_id": "String", "at_ms": "Int64"}
+CONTACTS = Table("contacts", CONTACT_COLUMNS, "MergeTree()", order_by="(campaign, household_id, at_ms)")
+DELIVERY_COLUMNS: Final = {"campaign": "String", "household_id": "UInt64", "device_id": "String",
+                           "region": "String", "product": "String", "wave": "UInt16", "variant": "String",
+                           "occasion": "String", "message_id": "String", "status": "String", "reason": "String",
+                           "decided_ms": "Int64", "expires_ms": "Int64"}
+DELIVERIES = Table("deliveries", DELIVERY_COLUMNS, "MergeTree()", order_by="(campaign, household_id, decided_ms)",
+                   partition_by=_month("decided_ms"))
+ALLOCATION_COLUMNS: Final = {"campaign": "String", "wave": "UInt16", "variant": "String", "share": "Float64",
+                             "sent": "UInt64", "converted": "UInt64", "decided_ms": "Int64"}
+ALLOCATIONS = Table("allocations", ALLOCATION_COLUMNS, "MergeTree()", order_by="(campaign, wave, decided_ms)")
+
 _V1_TABLES: Final = (EVENTS, DEAD_LETTERS, CHANNELS, PROGRAMMES, AIRINGS)
 TABLES: Final[dict[str, Table]] = {t.name: t for t in (*_V1_TABLES, SUBSCRIBERS, SUBSCRIBER_HISTORY,
                                                        RATINGS_DAILY, HOUSEHOLD_PROFILES, HOUSEHOLD_TAGS,
-                                                       SEGMENTS, CHURN_SCORES, CHURN_ALERTS, FORGET_REQUESTS)}
+                                                       SEGMENTS, CHURN_SCORES, CHURN_ALERTS, FORGET_REQUESTS,
+                                                       CAMPAIGNS, CAMPAIGN_LOG, CONTACTS, DELIVERIES, ALLOCATIONS)}
 # Column types of every table the code inserts into (tests and importers check against it).
 TABLE_COLUMNS: Final[dict[str, dict[str, str]]] = {name: dict(t.columns) for name, t in TABLES.items()}
 
@@ -212,6 +234,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                                                                       "response")))),
     Migration(8, "crm: churn_scores, churn_alerts, forget_requests",
               (create_table(CHURN_SCORES), create_table(CHURN_ALERTS), create_table(FORGET_REQUESTS))),
+    Migration(9, "marketing: campaigns, campaign_log, contacts, deliveries, allocations",
+              tuple(create_table(t) for t in (CAMPAIGNS, CAMPAIGN_LOG, CONTACTS, DELIVERIES, ALLOCATIONS))),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
