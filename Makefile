@@ -32,7 +32,7 @@ test-unit: venv
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q tests/unit
 
 demo: venv servers
-	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m firmware_sim.demo
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m demo
 
 bench: venv servers
 	$(BIN)/pip install -q -e '.[bench]'
@@ -41,7 +41,7 @@ bench: venv servers
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/mypy agent collector crm proto stbcommon warehouse recommender firmware_sim benchmarks
+	$(BIN)/mypy agent collector crm proto stbcommon warehouse recommender firmware_sim marketing demo benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

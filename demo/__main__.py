@@ -1,5 +1,7 @@
-"""`make demo`: broker + collector (embedded chdb) + a simulated fleet, then a summary.
+"""`make demo` (`python -m demo`): every layer on a simulated fleet — broker, collector (embedded chdb),
+CRM, recommender — then a summary.
 
+It lives in its own package above every room it drives (the simulator stays a world model).
 Everything runs locally in one folder and is stopped at the end (or on Ctrl-C): a
 mosquitto on a free port, the collector as a child process, the fleet's agents.
 """
@@ -46,7 +48,7 @@ SUMMARY_QUERIES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m firmware_sim.demo", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
     p.add_argument("--households", type=int, default=2000)
     p.add_argument("--days", type=int, default=3)
     p.add_argument("--seed", type=int, default=7)
