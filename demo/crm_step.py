@@ -1,0 +1,45 @@
+"""The demo's CRM step: the subscriber extract, profiles and tags, ratings, a segment, churn — through
+`python -m crm`, as an operator would."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from firmware_sim.fleet import FleetPlan
+from firmware_sim.households import Households
+
+
+def run_crm(store_url: str, work: Path, plan: FleetPlan, households: Households) -> None:
+    """Subscriber extract, profiles and tags, then yesterday's top programmes and the football fans
+    (through `python -m crm`, as an operator would: the simulator never imports the CRM)."""
+    import datetime as dt
+    import subprocess
+
+    from firmware_sim.subscribers import write_subscribers
+
+    day = (plan.start + dt.timedelta(days=plan.days - 1)).isoformat()   # the data's yesterday
+    write_subscribers(work / "subscribers.csv", households, plan.start + dt.timedelta(days=plan.days - 1),
+                      start=plan.start)
+    print(f"\n== CRM: yesterday ({day}): top programmes by rating, and the football fans", flush=True)
+    steps = [["import-subscribers", str(work / "subscribers.csv")], ["profile", "--day", day, "--no-progress"],
+             ["ratings", "--day", day, "--top", "5"], ["segment", "count", "interest.football", "--day", day]]
+    for step in steps:
+        run = subprocess.run([sys.executable, "-m", "crm", *step, "--store", store_url], capture_output=True,
+                             text=True, timeout=600)
+        if run.returncode != 0:
+            print(f"   crm {step[0]} failed: {run.stderr.strip()[-500:]}", flush=True)
+            return
+        if step[0] == "ratings":
+            print("\n".join("   " + line for line in run.stdout.splitlines()[1:]), flush=True)
+        elif step[0] == "segment":
+            print(f"   segment \"football fans\" (interest.football): {int(run.stdout):,} households", flush=True)
+    # Churn needs 28 days of history before a training day and 30 after it (docs/CRM.md).
+    if plan.days < 90:
+        print("   churn early warning: needs 90+ simulated days (--days 90) to train", flush=True)
+        return
+    for step in (["churn", "train", "--model-dir", str(work / "churn")],
+                 ["churn", "score", "--model-dir", str(work / "churn"), "--top", "3"]):
+        run = subprocess.run([sys.executable, "-m", "crm", *step, "--store", store_url, "--no-progress"],
+                             capture_output=True, text=True, timeout=1800)
+        print("\n".join("   " + line for line in (run.stdout or run.stderr).strip().splitlines()), flush=True)
