@@ -11,12 +11,18 @@ from before it (`activated` = start - tenure). A household is `ended` when the c
 (`churn.py`) made it leave on or before `as_of`, with that day as `ended` — the day its boxes
 stopped reporting; 3 % of the others are suspended. Deterministic: every draw is keyed by (seed,
 household id). No personal data is invented.
+
+`purchases` (the responder's ledger, `ledger.read_ledger`) closes the marketing loop: a product a
+household bought on or before `as_of` (accepted on the TV or bought on its own) joins its
+`products` and adds PURCHASE_FEE_CENTS to its fee; a household kept by a retention offer before its
+leaving day does not end.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
@@ -26,28 +32,50 @@ from firmware_sim import catalogue as cat
 from firmware_sim.accounts import HD_FEE_CENTS, MULTIROOM_FEE_CENTS, P_SUSPENDED, PACKAGE_FEE_CENTS, Accounts
 from firmware_sim.churn import Churn
 from firmware_sim.households import Households
+from firmware_sim.ledger import Purchase
 
 COLUMNS: Final = ("household_id", "status", "activated", "ended", "products", "monthly_fee", "region",
                   "birth_month", "contact_opt_in")
-__all__ = ["COLUMNS", "HD_FEE_CENTS", "MULTIROOM_FEE_CENTS", "PACKAGE_FEE_CENTS", "P_SUSPENDED", "subscriber_rows",
-           "write_subscribers"]
+# What a bought product adds to the monthly fee (an upgrade, not a second package).
+PURCHASE_FEE_CENTS: Final = {"sports": 1500, "films": 1000, "hd": HD_FEE_CENTS, "multiroom": MULTIROOM_FEE_CENTS}
+__all__ = ["COLUMNS", "HD_FEE_CENTS", "MULTIROOM_FEE_CENTS", "PACKAGE_FEE_CENTS", "PURCHASE_FEE_CENTS", "P_SUSPENDED",
+           "subscriber_rows", "write_subscribers"]
 
 
 def subscriber_rows(households: Households, as_of: dt.date, start: dt.date | None = None,
-                    churn: Churn | None = None) -> list[list[str]]:
+                    churn: Churn | None = None, purchases: Iterable[Purchase] = ()) -> list[list[str]]:
     """The extract's rows (strings), one per household, in household order. `start` (the world's
-    first day) defaults to `as_of`; `churn` to the households' default churn process."""
+    first day) defaults to `as_of`; `churn` to the households' default churn process; `purchases`
+    (a ledger) adds what households bought up to `as_of`."""
     start = start or as_of
     acc = Accounts.of(households)
     churn = churn or Churn.generate(households, accounts=acc)
     today = (as_of - start).days
-    ended = churn.ended_by(today)
+    bought: dict[int, list[str]] = {}
+    saved: set[int] = set()
+    for p in purchases:
+        if p.day > as_of:
+            continue
+        if p.source != "retention":
+            bought.setdefault(p.household_id, []).append(p.product)
+            continue
+        try:
+            leave_day = int(churn.leave_day[households.index_of(p.household_id)])
+        except KeyError:  # a ledger of another world
+            continue
+        if (p.day - start).days < leave_day:
+            saved.add(p.household_id)
+    ended = churn.ended_by(today) & ~np.isin(households.household_id, np.array(sorted(saved), dtype=np.uint64))
     status = np.where(ended, "ended", np.where(acc.suspended, "suspended", "active"))
     rows = []
     for i in range(len(households)):
         package = households.package_name(i)
         products = [package] + (["hd"] if acc.hd[i] else []) + (["multiroom"] if acc.multiroom[i] else [])
         fee = int(acc.fee_cents[i])
+        for product in bought.get(int(households.household_id[i]), ()):
+            if product not in products:
+                products.append(product)
+                fee += PURCHASE_FEE_CENTS.get(product, 0)
         activated = start - dt.timedelta(days=int(acc.tenure_days[i]))
         end = start + dt.timedelta(days=int(churn.leave_day[i])) if ended[i] else None
         rows.append([str(int(households.household_id[i])), str(status[i]), activated.isoformat(),
@@ -58,9 +86,9 @@ def subscriber_rows(households: Households, as_of: dt.date, start: dt.date | Non
 
 
 def write_subscribers(path: str | Path, households: Households, as_of: dt.date, start: dt.date | None = None,
-                      churn: Churn | None = None) -> int:
+                      churn: Churn | None = None, purchases: Iterable[Purchase] = ()) -> int:
     """Write the extract as CSV (UTF-8, header); returns the number of rows."""
-    rows = subscriber_rows(households, as_of, start, churn)
+    rows = subscriber_rows(households, as_of, start, churn, purchases)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(COLUMNS)
