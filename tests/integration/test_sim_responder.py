@@ -46,7 +46,7 @@ class Events:
         assert ready.wait(10)
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        env = decode_envelope(msg.payload, msg.topic)
+        env = decode_envelope(bytes(msg.payload), msg.topic)
         with self.lock:
             self.events.extend((env.device_id, e) for e in env.events if e[0] in (MSG_SHOWN, MSG_RESPONSE))
 
