@@ -18,7 +18,8 @@ P(shown) = 1 - prod over the hours of the window of P(no session in that hour), 
 daypart habits (`Households.presence`), zero on days the household is away or has left (churn).
 Shown, the viewer answers with code c with probability p_response[c] (0 dismissed, 1 interested,
 2 accepted, 3 refused, 4 unsubscribe); the rest of the mass is no answer at all:
-- accepted: BASE_ACCEPT[action] * affinity * FATIGUE**k, k = messages the household got in the
+- accepted: BASE_ACCEPT[action] * appeal * affinity * FATIGUE**k (at most 0.6), appeal the content
+  variant's hidden quality (`variant_appeal`, 0.5-1.5 by campaign and variant id), k = messages the household got in the
   past 7 days before this one; an offer of a product the household already has is never accepted;
 - unsubscribe: min(UNSUBSCRIBE_BASE * 2**k, UNSUBSCRIBE_CAP), whatever the taste;
 - of the rest: interested INTERESTED * affinity * fatigue, refused REFUSE_BASE + REFUSE_AVERSION *
@@ -85,6 +86,7 @@ NON_FAN_SPORT: Final = 0.15          # x sport taste: the sports package sells t
 FLOOR: Final = 0.05
 RETENTION_AFFINITY: Final = {SURE_THING: 0.3, PERSUADABLE: 0.9, LOST_CAUSE: 0.2}
 GENERIC_AFFINITY: Final = 0.3
+APPEAL: Final = (0.5, 1.5)           # variants' quality spread: the best converts up to 3x the worst
 TASTE_FULL: Final = 3.0              # a genre share 3x the average counts as full affinity
 # Organic purchases per week: fans buy "sports" at ~1 %/week, households without interest at 0.1 %.
 ORGANIC_MIN: Final = 0.001
@@ -115,6 +117,7 @@ class MessageTopic:
     topic: Topic
     action: str = "tune"
     product: str = ""
+    appeal: float = 1.0                  # the content variant's hidden quality (variant_appeal)
 
     @classmethod
     def of(cls, message: dict[str, Any], epg: Epg) -> MessageTopic:
@@ -123,8 +126,9 @@ class MessageTopic:
         kind = str(action.get("type", "info"))
         product = str(action.get("product", ""))
         campaign = str(message.get("campaign", ""))
+        appeal = variant_appeal(campaign, str(message.get("variant", "")))
         if campaign.startswith("retention") or product == RETENTION_PRODUCT:
-            return cls(Topic.RETENTION, kind, RETENTION_PRODUCT)
+            return cls(Topic.RETENTION, kind, RETENTION_PRODUCT, appeal)
         genre, football = _programme_genre(epg, action.get("programme_id"))
         if football:
             topic = Topic.FOOTBALL
@@ -134,7 +138,7 @@ class MessageTopic:
             topic = Topic.FILMS
         else:
             topic = Topic.GENERIC
-        return cls(topic, kind, product)
+        return cls(topic, kind, product, appeal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +148,13 @@ class Answer:
     shown_at_ms: int | None
     response: int | None
     responded_at_ms: int | None
+
+
+def variant_appeal(campaign: str, variant: str) -> float:
+    """A content variant's hidden quality: acceptance x APPEAL[0] .. APPEAL[1], fixed by (campaign, variant),
+    so variants of one campaign differ and a bandit has a best one to find (the truth holds it)."""
+    u = zlib.crc32(f"{campaign}/{variant}".encode()) / 2**32
+    return APPEAL[0] + (APPEAL[1] - APPEAL[0]) * u
 
 
 def decision_rng(seed: int, household_id: int, message_id: str) -> np.random.Generator:
@@ -199,7 +210,7 @@ class ResponseModel:
         """float [n, 5]: P(answer code | shown), codes 0..4; 1 - the row sum is "no answer"."""
         a = self.affinity(rows, topic)
         fatigue = FATIGUE ** np.asarray(k, dtype=np.float64)
-        accept = BASE_ACCEPT.get(topic.action, BASE_ACCEPT["info"]) * a * fatigue
+        accept = np.minimum(BASE_ACCEPT.get(topic.action, BASE_ACCEPT["info"]) * topic.appeal * a * fatigue, 0.6)
         unsub = np.minimum(UNSUBSCRIBE_BASE * 2.0 ** np.asarray(k, dtype=np.float64), UNSUBSCRIBE_CAP)
         rest = 1.0 - accept - unsub
         out = np.empty((len(a), 5))

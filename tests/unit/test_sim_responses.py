@@ -7,6 +7,7 @@ import datetime as dt
 from functools import cache
 
 import numpy as np
+import pytest
 
 from firmware_sim.churn import PERSUADABLE
 from firmware_sim.epg import DAY_MS, Epg
@@ -20,6 +21,7 @@ from firmware_sim.responses import (
     ResponseModel,
     Topic,
     decision_rng,
+    variant_appeal,
 )
 from firmware_sim.subscribers import subscriber_rows
 
@@ -56,7 +58,7 @@ def test_topic_of_a_message() -> None:
     film_pid = int(e.content_ids[film]) * 1_000_000 + 1
     assert MessageTopic.of(message("m", {"type": "record", "programme_id": film_pid}), e).topic is Topic.FILMS
     offer = MessageTopic.of(message("m", {"type": "offer", "product": "sports"}), e)
-    assert offer == SPORTS_OFFER
+    assert offer == MessageTopic(Topic.SPORT, "offer", "sports", variant_appeal("euro-final", "a"))
     assert MessageTopic.of(message("m", {"type": "offer", "product": "sports"}, campaign="retention-q1"),
                            e).topic is Topic.RETENTION
     assert MessageTopic.of(message("m", {"type": "offer", "product": "retention"}), e).topic is Topic.RETENTION
@@ -178,3 +180,14 @@ def test_ledger_purchases_join_the_extract(tmp_path: object) -> None:
     assert "sports" not in before[free][4].split(";") and after[free][4].split(";")[-1] == "sports"
     assert round(float(after[free][5]) - float(plain[free][5]), 2) == 15.0
     assert plain[leaver][1] == "ended" and after[leaver][1] != "ended" and after[leaver][3] == ""
+
+
+def test_variants_of_a_campaign_differ_in_appeal_and_acceptance_follows_it() -> None:
+    appeals = {v: variant_appeal("bench", v) for v in "abc"}
+    assert len(set(appeals.values())) == 3 and all(0.5 <= a <= 1.5 for a in appeals.values())
+    assert variant_appeal("bench", "a") == appeals["a"]  # fixed by (campaign, variant)
+    _, h, m = world()
+    rows = np.arange(len(h))
+    accept = {v: m.p_response(rows, MessageTopic(Topic.GENERIC, "info", "", a), 0)[:, ACCEPTED].mean()
+              for v, a in appeals.items()}
+    assert accept["a"] / accept["b"] == pytest.approx(appeals["a"] / appeals["b"])
