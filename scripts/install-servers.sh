@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Installs the real servers the integration tests run against, from the OS packages,
 # when they are missing. The packaged ClickHouse is 18.16: the schema is written for it.
+# Debian's chromium and chromium-driver run the console's browser tests (Selenium): a
+# browser download of its own (Playwright's) cannot work on closed networks.
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || need+=(clickhouse-server clickhouse-client)
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing OS packages: ${need[*]}"
 sudo=""

@@ -177,11 +177,22 @@ ALLOCATION_COLUMNS: Final = {"campaign": "String", "wave": "UInt16", "variant": 
                              "sent": "UInt64", "converted": "UInt64", "decided_ms": "Int64"}
 ALLOCATIONS = Table("allocations", ALLOCATION_COLUMNS, "MergeTree()", order_by="(campaign, wave, decided_ms)")
 
+# Console (console/, docs/CONSOLE.md): a user row per change (newest `updated_ms` wins; `disabled` keeps
+# the name from logging in), and an audit line per change an operator makes through it.
+CONSOLE_USER_COLUMNS: Final = {"name": "String", "role": "String", "password_hash": "String",
+                               "created_ms": "Int64", "updated_ms": "Int64", "disabled": "UInt8"}
+CONSOLE_USERS = Table("console_users", CONSOLE_USER_COLUMNS, "ReplacingMergeTree(updated_ms)", order_by="name")
+CONSOLE_AUDIT_COLUMNS: Final = {"at_ms": "Int64", "user": "String", "action": "String", "target": "String",
+                                "detail": "String"}
+CONSOLE_AUDIT = Table("console_audit", CONSOLE_AUDIT_COLUMNS, "MergeTree()", order_by="(at_ms, user)",
+                      partition_by=_month("at_ms"))
+
 _V1_TABLES: Final = (EVENTS, DEAD_LETTERS, CHANNELS, PROGRAMMES, AIRINGS)
 TABLES: Final[dict[str, Table]] = {t.name: t for t in (*_V1_TABLES, SUBSCRIBERS, SUBSCRIBER_HISTORY,
                                                        RATINGS_DAILY, HOUSEHOLD_PROFILES, HOUSEHOLD_TAGS,
                                                        SEGMENTS, CHURN_SCORES, CHURN_ALERTS, FORGET_REQUESTS,
-                                                       CAMPAIGNS, CAMPAIGN_LOG, CONTACTS, DELIVERIES, ALLOCATIONS)}
+                                                       CAMPAIGNS, CAMPAIGN_LOG, CONTACTS, DELIVERIES, ALLOCATIONS,
+                                                       CONSOLE_USERS, CONSOLE_AUDIT)}
 # Column types of every table the code inserts into (tests and importers check against it).
 TABLE_COLUMNS: Final[dict[str, dict[str, str]]] = {name: dict(t.columns) for name, t in TABLES.items()}
 
@@ -236,6 +247,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
               (create_table(CHURN_SCORES), create_table(CHURN_ALERTS), create_table(FORGET_REQUESTS))),
     Migration(9, "marketing: campaigns, campaign_log, contacts, deliveries, allocations",
               tuple(create_table(t) for t in (CAMPAIGNS, CAMPAIGN_LOG, CONTACTS, DELIVERIES, ALLOCATIONS))),
+    Migration(10, "console: users and audit", (create_table(CONSOLE_USERS), create_table(CONSOLE_AUDIT))),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
