@@ -41,7 +41,7 @@ bench: venv servers
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/mypy agent collector crm proto stbcommon warehouse recommender firmware_sim marketing demo benchmarks
+	$(BIN)/mypy agent collector crm proto stbcommon warehouse recommender firmware_sim marketing console demo benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,53 @@
+"""The store as the pages see it: one connection, calls serialised by a lock and run off the event
+loop (clickhouse-driver and chdb block; a chdb session must not see two statements at once)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import numpy as np
+
+from warehouse import Warehouse
+
+T = TypeVar("T")
+
+
+class Db:
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
+        self.database = warehouse.database
+        self._lock = threading.Lock()
+
+    def _locked(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            return fn(*args)
+
+    async def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """A SELECT's rows; `{db}` in the SQL stands for the database."""
+        return await asyncio.to_thread(self._locked, self.warehouse.query_rows, sql.replace("{db}", self.database),
+                                       params)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(warehouse, *args) under the lock, in a thread (crm.segments, the campaign store)."""
+        return await asyncio.to_thread(self._locked, fn, self.warehouse, *args)
+
+    async def insert(self, table: str, rows: list[dict[str, Any]], types: Mapping[str, str]) -> None:
+        """Insert a few rows given as dicts (columns typed by the schema's map)."""
+        columns = {name: column([r[name] for r in rows], ch_type) for name, ch_type in types.items()}
+        await asyncio.to_thread(self._locked, self.warehouse.insert_columns, table, columns)
+
+
+def column(values: list[Any], ch_type: str) -> np.ndarray:
+    if ch_type == "String":
+        out = np.empty(len(values), dtype=object)
+        out[:] = [str(v) for v in values]
+        return out
+    return np.array(values, dtype=np.dtype(ch_type.lower()))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
