@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -99,7 +100,11 @@ def serve(settings: ConsoleSettings) -> int:
         scheme = "https" if settings.http.tls_cert else "http"
         log.info("console serving", extra={"url": f"{scheme}://{settings.http.listen}",
                                            "store": redact_url(settings.store.url)})
-        uvicorn.Server(config).run()  # SIGTERM and SIGINT: stop accepting, finish requests, return
+        # uvicorn handles SIGTERM/SIGINT (stop accepting, finish requests within the grace period) and then
+        # re-raises the signal to the handlers it found: these let the store close and the process exit 0.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
+        uvicorn.Server(config).run()
         log.info("console stopped")
     finally:
         store.close()

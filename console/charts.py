@@ -74,6 +74,7 @@ def lines(series: Mapping[str, Sequence[tuple[str, float]]], *, title: str) -> M
         body.append(f'<text x="{PAD_L + 110 * k}" y="{HEIGHT - 6}" fill="{colour}">■ {escape(name[:16])}</text>')
     for i, x in enumerate(xs):
         if len(xs) <= 12 or i % max(1, len(xs) // 10) == 0:
-            body.append(f'<text x="{pos[x]:.1f}" y="{HEIGHT - PAD_B + 14}" text-anchor="middle">'
-                        f'{escape(x[-10:])}</text>')
+            anchor = "start" if i == 0 else "end" if i == len(xs) - 1 else "middle"
+            body.append(f'<text x="{pos[x]:.1f}" y="{HEIGHT - PAD_B + 14}" text-anchor="{anchor}">'
+                        f'{escape(x[-11:])}</text>')
     return _frame(title, body, top)

@@ -84,7 +84,7 @@ def routes(c: Console) -> list[Route]:
         except CrmError as exc:
             return await show(request, user, expr, {"error": str(exc)}, status=400)
         await record(c.db, user.name, "segment.save", f"segment:{name}", f"v{version}: {expr}")
-        return RedirectResponse(f"/segments?name={name}&saved={version}", status_code=303)
+        return RedirectResponse(f"/segments?name={name}&expr=%40{name}", status_code=303)
 
     async def api_count(request: Request) -> Response:
         await c.require(request)
