@@ -1,0 +1,186 @@
+"""Contact states: the seven of the issue, per campaign and household, kept as a history in `contacts`.
+
+    not_contacted  in the audience, no message shown yet (also every holdout household)
+    contacted      a message was shown (msg_shown from the box)
+    no_response    no answer within `waves.after_hours` of the message (shown or not; a dismissal
+                   counts as no answer) — re-contacted while waves remain
+    interested     answered 1
+    converted      answered 2 (accepted), or the product appeared in the subscriber extract within
+                   `attribution_days` of the campaign's first send
+    refused        answered 3
+    unsubscribed   answered 4; every later campaign leaves the household alone
+
+Answers to any of the campaign's messages count, the strongest first: unsubscribed > converted >
+refused > interested. The latest row of a household wins (argMax by `at_ms`); a row is written
+only when the state changes, and one when a message is sent (state unchanged, new wave/variant).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from marketing.campaign import Campaign
+from marketing.store import text_column
+from warehouse import Warehouse
+
+STATES: Final = ("not_contacted", "contacted", "no_response", "interested", "converted", "refused", "unsubscribed")
+# response code -> (precedence, state); 0 (dismissed) is no answer
+ANSWERS: Final = {4: (4, "unsubscribed"), 2: (3, "converted"), 3: (2, "refused"), 1: (1, "interested")}
+DAY_MS: Final = 86_400_000
+
+
+@dataclass(frozen=True)
+class ContactBook:
+    """The latest contact row of each household of one campaign (sorted by household)."""
+
+    household_id: np.ndarray
+    holdout: np.ndarray
+    wave: np.ndarray
+    state: np.ndarray
+    variant: np.ndarray
+    message_id: np.ndarray
+
+    @classmethod
+    def load(cls, warehouse: Warehouse, campaign: str) -> ContactBook:
+        got = warehouse.query_columns(
+            "SELECT household_id, argMax(holdout, at_ms) AS holdout, argMax(wave, at_ms) AS wave, "
+            "argMax(state, at_ms) AS state, argMax(variant, at_ms) AS variant, argMax(message_id, at_ms) AS message_id "
+            f"FROM {warehouse.database}.contacts WHERE campaign = %(c)s GROUP BY household_id ORDER BY household_id",
+            {"c": campaign})
+        return cls(np.asarray(got["household_id"], dtype=np.uint64), np.asarray(got["holdout"], dtype=np.uint8),
+                   np.asarray(got["wave"], dtype=np.int64), np.asarray(got["state"], dtype=object),
+                   np.asarray(got["variant"], dtype=object), np.asarray(got["message_id"], dtype=object))
+
+    def __len__(self) -> int:
+        return len(self.household_id)
+
+
+@dataclass(frozen=True)
+class Sends:
+    """Per household of one campaign: messages sent (its wave), and the last one (sorted by household)."""
+
+    household_id: np.ndarray
+    waves: np.ndarray
+    last_ms: np.ndarray
+    message_id: np.ndarray
+    variant: np.ndarray
+
+    @classmethod
+    def load(cls, warehouse: Warehouse, campaign: str) -> Sends:
+        got = warehouse.query_columns(
+            "SELECT household_id, count() AS waves, max(decided_ms) AS last_ms, "
+            "argMax(message_id, decided_ms) AS message_id, argMax(variant, decided_ms) AS variant "
+            f"FROM {warehouse.database}.deliveries WHERE campaign = %(c)s AND status = 'sent' "
+            "GROUP BY household_id ORDER BY household_id", {"c": campaign})
+        return cls(np.asarray(got["household_id"], dtype=np.uint64), np.asarray(got["waves"], dtype=np.int64),
+                   np.asarray(got["last_ms"], dtype=np.int64), np.asarray(got["message_id"], dtype=object),
+                   np.asarray(got["variant"], dtype=object))
+
+
+@dataclass(frozen=True)
+class Answers:
+    """What the boxes said about one campaign's messages (from `events`)."""
+
+    shown_ids: np.ndarray       # message ids with a msg_shown
+    household_id: np.ndarray    # per answer (msg_response with code 1..4)
+    code: np.ndarray
+
+    @classmethod
+    def load(cls, warehouse: Warehouse, campaign: str) -> Answers:
+        db = warehouse.database
+        shown = warehouse.query_columns(f"SELECT DISTINCT message_id FROM {db}.events WHERE kind = 'msg_shown' "
+                                        "AND campaign = %(c)s", {"c": campaign})
+        got = warehouse.query_columns(f"SELECT household_id, response FROM {db}.events WHERE kind = 'msg_response' "
+                                      "AND campaign = %(c)s AND response > 0", {"c": campaign})
+        return cls(np.asarray(shown["message_id"], dtype=object), np.asarray(got["household_id"], dtype=np.uint64),
+                   np.asarray(got["response"], dtype=np.int64))
+
+
+def first_send_ms(warehouse: Warehouse, campaign: str) -> int | None:
+    got = warehouse.query_rows(f"SELECT min(decided_ms), count() FROM {warehouse.database}.deliveries "
+                               "WHERE campaign = %(c)s AND status = 'sent'", {"c": campaign})
+    return int(got[0][0]) if got and int(got[0][1]) else None
+
+
+def extract_converters(warehouse: Warehouse, product: str, since_ms: int, days: float) -> np.ndarray:
+    """Households whose subscriber record gained `product` in [since, since + days] (by the history)."""
+    if not product:
+        return np.empty(0, dtype=np.uint64)
+    since_day = np.datetime64(since_ms, "ms").astype("datetime64[D]")
+    until_day = np.datetime64(since_ms + int(days * DAY_MS), "ms").astype("datetime64[D]")
+    has = "has(splitByChar(';', products), %(p)s)"
+    got = warehouse.query_columns(
+        f"SELECT household_id FROM (SELECT household_id, "
+        f"  argMaxIf({has}, day, day < toDate(%(since)s)) AS had, "
+        f"  maxIf(1, {has} AND day >= toDate(%(since)s) AND day <= toDate(%(until)s)) AS got "
+        f"  FROM {warehouse.database}.subscriber_history GROUP BY household_id) WHERE got = 1 AND had = 0",
+        {"p": product, "since": str(since_day), "until": str(until_day)})
+    return np.unique(np.asarray(got["household_id"], dtype=np.uint64))
+
+
+def derive(book: ContactBook, sends: Sends, answers: Answers, converters: np.ndarray, now_ms: int,
+           after_ms: int) -> np.ndarray:
+    """The state each household of `sends` is in now (aligned to sends.household_id)."""
+    n = len(sends.household_id)
+    current = np.full(n, "not_contacted", dtype=object)
+    if len(book):
+        pos = np.minimum(np.searchsorted(book.household_id, sends.household_id), len(book) - 1)
+        found = book.household_id[pos] == sends.household_id
+        current[found] = book.state[pos[found]]
+    shown = np.isin(sends.message_id, answers.shown_ids)
+    late = now_ms - sends.last_ms >= after_ms
+    state = current.copy()
+    # The last message's fate, unless an answer says more.
+    state[shown & ~late] = "contacted"
+    state[late] = "no_response"
+    rank = np.zeros(n, dtype=np.int64)
+    for code, (precedence, _name) in ANSWERS.items():
+        who = np.unique(answers.household_id[answers.code == code])
+        hit = np.isin(sends.household_id, who)
+        rank = np.where(hit, np.maximum(rank, precedence), rank)
+    rank = np.where(np.isin(sends.household_id, converters), np.maximum(rank, ANSWERS[2][0]), rank)
+    for precedence, name in ANSWERS.values():
+        state[rank == precedence] = name
+    # Never back from a settled state (a late re-derivation of the same data changes nothing).
+    settled = np.isin(current, ("converted", "refused", "unsubscribed")) & (rank == 0)
+    state[settled] = current[settled]
+    return state
+
+
+def update(warehouse: Warehouse, campaign: Campaign, now_ms: int) -> dict[str, int]:
+    """Bring the campaign's treated households' states up to date; returns counts of changes by new state."""
+    sends = Sends.load(warehouse, campaign.id)
+    if len(sends.household_id) == 0:
+        return {}
+    book = ContactBook.load(warehouse, campaign.id)
+    answers = Answers.load(warehouse, campaign.id)
+    first = first_send_ms(warehouse, campaign.id) or now_ms
+    converters = extract_converters(warehouse, campaign.product, first, campaign.attribution_days)
+    state = derive(book, sends, answers, converters, now_ms, int(campaign.waves.after_hours * 3_600_000))
+    pos = np.minimum(np.searchsorted(book.household_id, sends.household_id), max(len(book) - 1, 0))
+    known = (book.household_id[pos] == sends.household_id) if len(book) else np.zeros(len(state), dtype=bool)
+    before = np.where(known, book.state[pos] if len(book) else "", "").astype(object)
+    changed = state != before
+    if not changed.any():
+        return {}
+    ids = sends.household_id[changed]
+    write_contacts(warehouse, campaign.id, ids, np.zeros(len(ids), dtype=np.uint8), sends.waves[changed],
+                   state[changed], sends.variant[changed], sends.message_id[changed], now_ms)
+    names, counts = np.unique(state[changed].astype(str), return_counts=True)
+    return {str(k): int(v) for k, v in zip(names, counts, strict=True)}
+
+
+def write_contacts(warehouse: Warehouse, campaign: str, households: np.ndarray, holdout: np.ndarray,
+                   waves: np.ndarray, states: np.ndarray, variants: np.ndarray, message_ids: np.ndarray,
+                   at_ms: int) -> None:
+    n = len(households)
+    if n == 0:
+        return
+    warehouse.insert_columns("contacts", {
+        "campaign": text_column([campaign] * n), "household_id": np.asarray(households, dtype=np.uint64),
+        "holdout": np.asarray(holdout, dtype=np.uint8), "wave": np.asarray(waves, dtype=np.uint16),
+        "state": np.asarray(states, dtype=object), "variant": np.asarray(variants, dtype=object),
+        "message_id": np.asarray(message_ids, dtype=object), "at_ms": np.full(n, at_ms, dtype=np.int64)})
