@@ -120,7 +120,9 @@ def format_report(report: dict[str, Any]) -> str:
                      f"({a['rate'] * 100:.2f} %)")
     u = report["uplift"]
     if u["absolute"] is None:
-        lines.append("  uplift: no control group (holdout 0)")
+        empty = report["treated"]["households"] == 0
+        lines.append("  uplift: nothing to measure yet (no audience)" if empty else
+                     "  uplift: no control group (holdout 0)")
     else:
         rel = "n/a" if u["relative"] is None else f"{u['relative'] * 100:+.0f} %"
         lo, hi = u["ci95"]

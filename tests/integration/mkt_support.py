@@ -34,9 +34,10 @@ def campaign_file(cid: str, *, segment: str = "interest.football", product: str 
             f'priority = {priority}\n{waves}\n{extra}\n{body}\n')
 
 
-def fill_marketing(store: Warehouse) -> None:
+def fill_marketing(store: Warehouse, seen_ms: int = NOW_MS - 20 * 3_600_000) -> None:
     """Profiles and tags of households 1..100 (test_crm_segments.fill), each consenting to messages on the
-    box ("stb") with products "basic", and each but NO_BOX with one box that reported the day before NOW."""
+    box ("stb") with products "basic", and each but NO_BOX with one box (stb-<h>-0, region north) that
+    reported at `seen_ms` (default: the day before NOW)."""
     fill(store)
     db = store.database
     store.execute(f"INSERT INTO {db}.subscribers (household_id, status, activated, products, region, "
@@ -44,8 +45,7 @@ def fill_marketing(store: Warehouse) -> None:
                   f"'north', 'stb', toDate('{DAY}'), 1 FROM system.numbers LIMIT 100")
     store.execute(f"INSERT INTO {db}.subscriber_history (household_id, day, status, products, imported_ms) "
                   f"SELECT number + 1, toDate('2024-01-01'), 'active', 'basic', 1 FROM system.numbers LIMIT 100")
-    day_ms = NOW_MS - 20 * 3_600_000
-    store.insert_columns("events", event_rows([(h, 0, "view", day_ms + h, 101, 11, 600)
+    store.insert_columns("events", event_rows([(h, 0, "view", seen_ms + h, 101, 11, 600)
                                                for h in range(1, 101) if h != NO_BOX]))
 
 
