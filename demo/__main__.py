@@ -1,5 +1,6 @@
 """`make demo` (`python -m demo`): every layer on a simulated fleet — broker, collector (embedded chdb),
-CRM, recommender — then a summary.
+CRM, marketing (a guide-triggered campaign answered by the simulated boxes), recommender — then a
+summary.
 
 It lives in its own package above every room it drives (the simulator stays a world model).
 Everything runs locally in one folder and is stopped at the end (or on Ctrl-C): a
@@ -18,6 +19,7 @@ from typing import Any
 
 from collector.process import CollectorProcess
 from demo.crm_step import run_crm
+from demo.marketing_step import run_marketing
 from demo.recommend_step import run_recommendations
 from demo.summary import print_summary
 from firmware_sim.__main__ import load_guide
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         collector = None
         print_summary(store)
         run_crm(store, work, plan, households)
+        run_marketing(store, work, plan, households, broker.url)
         run_recommendations(store, work, plan)
         print(f"\nground truth: {work / 'truth.npz'}; data: {work / 'chdb'} (chdb); "
               f"collector log: {work}", flush=True)

@@ -17,6 +17,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from marketing.caps import parse_quiet_hours
 from marketing.errors import CampaignError
 
 ID: Final = re.compile(r"[a-z0-9-]{1,64}")
@@ -65,6 +66,7 @@ class Trigger:
     category: str = ""          # guide
     title_contains: str = ""    # guide
     within_hours: float = 6.0   # guide
+    starts_between: str = ""    # guide: "18:00-23:00", airings starting in this local window ("" = any)
     behaviour: str = ""         # behaviour: first_vod_play | days_without_viewing
     days: int = 7               # behaviour days_without_viewing
 
@@ -202,7 +204,7 @@ def _schedule(raw: Any, problems: list[str]) -> Schedule | None:
 def _trigger(raw: Any, problems: list[str]) -> Trigger | None:
     if raw is None:
         return None
-    allowed = {"kind", "category", "title_contains", "within_hours", "behaviour", "days"}
+    allowed = {"kind", "category", "title_contains", "within_hours", "starts_between", "behaviour", "days"}
     if not isinstance(raw, dict) or raw.get("kind") not in TRIGGERS or set(raw) - allowed:
         problems.append(f"[trigger]: kind one of {', '.join(TRIGGERS)}; keys {', '.join(sorted(allowed))}")
         return None
@@ -217,11 +219,16 @@ def _trigger(raw: Any, problems: list[str]) -> Trigger | None:
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 365:
         problems.append("trigger.days: 1..365")
         days = 7
-    for key in ("category", "title_contains"):
+    for key in ("category", "title_contains", "starts_between"):
         if not isinstance(raw.get(key, ""), str):
             problems.append(f"trigger.{key}: a string")
+    try:
+        parse_quiet_hours(str(raw.get("starts_between", "")))
+    except ValueError as exc:
+        problems.append(f"trigger.starts_between: {exc}")
     return Trigger(kind=kind, category=str(raw.get("category", "")), title_contains=str(raw.get("title_contains", "")),
-                   within_hours=float(within), behaviour=str(behaviour), days=int(days))
+                   within_hours=float(within), starts_between=str(raw.get("starts_between", "")),
+                   behaviour=str(behaviour), days=int(days))
 
 
 def _variants(raw: Any, problems: list[str]) -> tuple[Variant, ...]:

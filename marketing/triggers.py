@@ -9,8 +9,9 @@ households it concerns (a trigger about particular households narrows the segmen
 
 - no schedule and no trigger: one occasion, "once", open while the campaign is;
 - `[schedule] daily = "HH:MM"`: today's, from that local time to local midnight;
-- guide: each airing that starts within `within_hours` and matches `category` (case-insensitive
-  equality) and `title_contains` (case-insensitive substring); it closes when the airing starts;
+- guide: each airing that starts within `within_hours` (and, with `starts_between = "18:00-23:00"`,
+  at a local time in that window) and matches `category` (case-insensitive equality) and
+  `title_contains` (case-insensitive substring); it closes when the airing starts;
 - churn_alert: each day's `churn_alerts` since the campaign started, open three days;
 - behaviour: `first_vod_play` (households whose first VOD play was in the last 7 days) or
   `days_without_viewing` (households not seen for `days` days), today's, open until midnight;
@@ -30,6 +31,7 @@ from typing import Any, Final
 import numpy as np
 
 from marketing.campaign import Campaign, Trigger
+from marketing.caps import parse_quiet_hours
 from warehouse import Warehouse
 
 DAY_MS: Final = 86_400_000
@@ -98,6 +100,7 @@ def _airings(warehouse: Warehouse, trigger: Trigger, now_ms: int, zone: zoneinfo
         f") AS a ANY LEFT JOIN (SELECT channel_id, name FROM {db}.channels FINAL) AS c USING channel_id "
         f"ORDER BY a.start_ms, a.channel_id",
         {"now": now_ms, "until": now_ms + int(trigger.within_hours * 3_600_000)})
+    window = parse_quiet_hours(trigger.starts_between)
     out = []
     for channel_id, start_ms, programme_id, title, category, name in rows:
         if trigger.category and str(category).casefold() != trigger.category.casefold():
@@ -105,12 +108,19 @@ def _airings(warehouse: Warehouse, trigger: Trigger, now_ms: int, zone: zoneinfo
         if trigger.title_contains and trigger.title_contains.casefold() not in str(title).casefold():
             continue
         start = dt.datetime.fromtimestamp(int(start_ms) / 1000, zone)
+        if window is not None and not _within(window, start.hour * 60 + start.minute):
+            continue
         out.append(Occasion(
             f"airing:{int(channel_id)}:{int(start_ms)}", int(start_ms),
             {**base, "title": str(title), "channel": str(name or channel_id), "start": f"{start:%H:%M}"},
             {"channel_id": int(channel_id), "programme_id": int(programme_id), "start": int(start_ms)},
             once_per_household=True))
     return out
+
+
+def _within(window: tuple[int, int], minute: int) -> bool:
+    begin, end = window
+    return begin <= minute < end if begin < end else (minute >= begin or minute < end)
 
 
 def _alerts(warehouse: Warehouse, start_ms: int, now_ms: int, base: dict[str, str]) -> list[Occasion]:

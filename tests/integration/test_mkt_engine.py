@@ -164,3 +164,16 @@ def test_the_report_measures_treated_against_the_holdout(store: Warehouse) -> No
     assert sum(v["converted"] for v in report["variants"]) == 2
     assert report["waves"][0]["wave"] == 1 and report["waves"][0]["sent"] == len(treated)
     assert sum(report["waves"][0]["allocation"].values()) == pytest.approx(1.0)
+
+
+def test_a_guide_trigger_with_a_time_window_waits_for_tonights_airing(store: Warehouse) -> None:
+    afternoon, evening = NOW_MS + 2 * 3_600_000, NOW_MS + 7 * 3_600_000       # 14:00 and 19:00 UTC
+    insert_guide(store, [(7, "Sport One")], [(70, "Football: Final", "Sport")],
+                 [(7, afternoon, afternoon + 7_200_000, 70), (7, evening, evening + 7_200_000, 70)])
+    trigger = ('[trigger]\nkind = "guide"\ntitle_contains = "football"\nwithin_hours = 24\n'
+               'starts_between = "18:00-23:00"')
+    registry.create(store, campaign_file("tonight", holdout=0.0, extra=trigger))
+    rec = Recorder()
+    engine(store, rec).cycle(NOW)
+    assert {p["action"]["start"] for p in rec.payloads()} == {evening}
+    assert rec.payloads()[0]["body"].startswith("Football: Final on Sport One at 19:00")
