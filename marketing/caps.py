@@ -43,7 +43,7 @@ OVER_CAP: Final = ("defer", "skip")
 SENT: Final = "sent"
 DEFERRED: Final = "deferred"
 CAPPED: Final = "capped"
-FEW_VALUES: Final = 4          # channels/products below which history is coded by comparison, not hashing
+FEW_VALUES: Final = 4          # up to this many channels/products: coded by comparison, counted in dense slots
 _QUIET = re.compile(r"(\d{2}):(\d{2})-(\d{2}):(\d{2})")
 
 
@@ -236,18 +236,21 @@ class _Counter:
               codes: tuple[np.ndarray, np.ndarray, int], history: SendHistory, now_ms: int) -> _Counter:
         cand_code, hist_code, width = codes
         applies = cand_code >= 0
-        packed = group * width + cand_code                       # (household, code) as one int64
-        unique = np.sort(packed[applies])
-        if len(unique):
-            unique = unique[np.concatenate(([True], unique[1:] != unique[:-1]))]
-        key = np.full(len(group), -1, dtype=np.int64)
-        key[applies] = np.searchsorted(unique, packed[applies])
-        used = np.zeros(len(unique), dtype=np.int64)
+        packed = np.where(applies, group * width + cand_code, -1)   # (household, code) as one int64
+        if width <= FEW_VALUES:   # a slot for every (household, code): no search needed
+            key, slots = packed, np.arange(len(households) * width)
+        else:                     # slots only for the pairs the candidates have
+            slots = np.sort(packed[applies])
+            if len(slots):
+                slots = slots[np.concatenate(([True], slots[1:] != slots[:-1]))]
+            key = np.full(len(group), -1, dtype=np.int64)
+            key[applies] = np.searchsorted(slots, packed[applies])
+        used = np.zeros(len(slots), dtype=np.int64)
         sent_ms = np.asarray(history.sent_ms, dtype=np.int64)
         live = (sent_ms > now_ms - rule.window_ms) & (sent_ms <= now_ms) & (hist_code >= 0)
         past_hh = np.asarray(history.household_id, dtype=np.uint64)[live]
         past_code = hist_code[live]
-        key_hh, key_code = households[unique // width], unique % width
+        key_hh, key_code = households[slots // width], slots % width
         for c in np.flatnonzero(np.bincount(key_code, minlength=width)):   # per channel/product, not household
             at = key_code == c
             sent = np.sort(past_hh[past_code == c])

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from marketing.caps import DAY_MS, SCOPES, Candidates, CapRule, CapSettings, SendHistory, decide, parse_quiet_hours
 
 ZONE = zoneinfo.ZoneInfo("Europe/Berlin")
+PRODUCTS = ["", "sports", "movies", "kids", "news", "films"]
 START_MS = int(dt.datetime(2026, 10, 20, 6, 0, tzinfo=ZONE).timestamp() * 1000)   # spans the DST change
 
 
@@ -40,15 +41,15 @@ class Campaign(NamedTuple):
 
 rules_st = st.lists(st.builds(CapRule, scope=st.sampled_from(SCOPES), max=st.integers(1, 3),
                               days=st.sampled_from([0.25, 0.5, 1.0, 2.0, 3.5])), min_size=1, max_size=3)
-campaigns_st = st.lists(st.builds(Campaign, id=st.sampled_from(["a", "b", "c", "d", "e"]),
-                                  product=st.sampled_from(["", "sports", "movies"]),
+campaigns_st = st.lists(st.builds(Campaign, id=st.sampled_from(["a", "b", "c", "d", "e", "f", "g"]),
+                                  product=st.sampled_from(PRODUCTS),
                                   channel=st.sampled_from(["stb", "stb", "app"]), priority=st.integers(0, 3)),
-                        min_size=1, max_size=5)
+                        min_size=1, max_size=7)
 caps_st = st.builds(CapSettings, quiet_hours=st.sampled_from(["", "22:00-08:00", "12:00-14:00", "02:30-02:45"]),
                     over_cap=st.sampled_from(["defer", "skip"]), rules=rules_st.map(tuple))
 # minutes before now: anything, and often exactly a window's length (the boundary is excluded)
 minutes_ago_st = st.one_of(st.integers(0, 4 * 24 * 60), st.sampled_from([0, 360, 720, 1440, 2880, 5040]))
-wanted_st = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 4)), max_size=12)   # (household, campaign index)
+wanted_st = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 6)), max_size=14)   # (household, campaign index)
 
 
 def objects(values: list[str]) -> np.ndarray:
@@ -140,11 +141,15 @@ def reference(caps: CapSettings, past: list[Send], rows: list[tuple[int, Campaig
 
 @settings(max_examples=80, derandomize=True, database=None, deadline=None)
 @given(caps=caps_st, campaigns=campaigns_st, wanted=wanted_st,
-       past=st.lists(st.tuples(st.integers(0, 4), minutes_ago_st, st.sampled_from(["", "sports", "movies"]),
+       past=st.lists(st.tuples(st.integers(0, 4), minutes_ago_st, st.sampled_from(PRODUCTS),
                                st.sampled_from(["stb", "app"])), max_size=25),
-       at_minutes=st.integers(0, 3 * 24 * 60))
+       at_minutes=st.integers(0, 3 * 24 * 60), every_product=st.booleans())
 def test_decide_matches_the_literal_reading(caps: CapSettings, campaigns: list[Campaign], wanted: list[tuple[int, int]],
-                                            past: list[tuple[int, int, str, str]], at_minutes: int) -> None:
+                                            past: list[tuple[int, int, str, str]], at_minutes: int,
+                                            every_product: bool) -> None:
+    if every_product:  # one candidate of each product at least: more products than caps.FEW_VALUES
+        campaigns = [Campaign(f"p{i}", p, "stb", i % 3) for i, p in enumerate(PRODUCTS)] + campaigns
+        wanted = wanted + [(i % 3, i) for i in range(len(PRODUCTS))]
     now = START_MS + at_minutes * 60_000
     history = [Send(h, now - minutes_ago * 60_000, p, c) for h, minutes_ago, p, c in past]
     rows = [(h, campaigns[i % len(campaigns)]) for h, i in wanted]
