@@ -1,6 +1,6 @@
 """`make demo` (`python -m demo`): every layer on a simulated fleet — broker, collector (embedded chdb),
-CRM, marketing (a guide-triggered campaign answered by the simulated boxes), recommender — then a
-summary.
+CRM, marketing (a guide-triggered campaign answered by the simulated boxes), recommender — then the
+operator console on the demo data until Ctrl-C.
 
 It lives in its own package above every room it drives (the simulator stays a world model).
 Everything runs locally in one folder and is stopped at the end (or on Ctrl-C): a
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.process import CollectorProcess
+from demo.console_step import run_console
 from demo.crm_step import run_crm
 from demo.marketing_step import run_marketing
 from demo.recommend_step import run_recommendations
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--dir", default="demo-data", help="working folder (emptied first)")
+    p.add_argument("--no-console", action="store_true",
+                   help="do not leave the operator console running at the end (it starts, is checked, stops)")
     args = p.parse_args(argv)
 
     work = Path(args.dir).resolve()
@@ -79,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         run_recommendations(store, work, plan)
         print(f"\nground truth: {work / 'truth.npz'}; data: {work / 'chdb'} (chdb); "
               f"collector log: {work}", flush=True)
+        broker.stop()
+        run_console(store, work, stay=not args.no_console)
         return 0
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -158,10 +158,26 @@ def _coerce(hint: Any, raw: Any) -> Any:
         raise ValueError(" or ".join(errors))
     if origin is tuple:
         item = typing.get_args(hint)[0]
+        if from_env and dataclasses.is_dataclass(item):  # a list of tables: a TOML inline array in the variable
+            try:
+                value = tomllib.loads(f"v = {value}")["v"]
+            except tomllib.TOMLDecodeError as exc:
+                raise ValueError(f"expected a TOML array of tables like [{{a = 1}}], got {value!r} ({exc})") from None
+            from_env = False
         items = [s.strip() for s in value.split(",") if s.strip()] if from_env else value
         if not isinstance(items, list | tuple):
             raise ValueError(f"expected a list, got {value!r}")
         return tuple(_coerce(item, (i,) if from_env else i) for i in items)
+    if dataclasses.is_dataclass(hint):  # an item of a list of tables (e.g. [caps] rules = [{...}, ...])
+        missing = [f.name for f in dataclasses.fields(hint) if isinstance(value, dict) and f.name not in value
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)} in {value!r}")
+        problems: list[str] = []
+        built = _build(typing.cast(type, hint), value, "", problems)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return built
     if hint is bool:
         if isinstance(value, bool):
             return value
