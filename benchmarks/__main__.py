@@ -20,6 +20,7 @@ BENCHMARKS = {
     "fuzz": ("benchmarks.fuzz", "atheris (libFuzzer) on every raw-input parser: inputs tried, coverage, findings"),
     "decode": ("benchmarks.decode", "decoder CPU per event, native extension vs pure Python, no broker or store"),
     "churn": ("benchmarks.churn", "churn model on a simulated fleet: AUC, lift, Brier vs rules and the truth ceiling"),
+    "marketing": ("benchmarks.marketing", "campaign loop on the simulator (targeting, uplift, variants); a 1M cycle"),
 }
 
 
