@@ -22,18 +22,18 @@ class Db:
         self.database = warehouse.database
         self._lock = threading.Lock()
 
-    def _locked(self, fn: Callable[..., T], *args: Any) -> T:
+    def _locked(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self._lock:
-            return fn(*args)
+            return fn(*args, **kwargs)
 
     async def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """A SELECT's rows; `{db}` in the SQL stands for the database."""
         return await asyncio.to_thread(self._locked, self.warehouse.query_rows, sql.replace("{db}", self.database),
                                        params)
 
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """fn(warehouse, *args) under the lock, in a thread (crm.segments, the campaign store)."""
-        return await asyncio.to_thread(self._locked, fn, self.warehouse, *args)
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """fn(warehouse, *args, **kwargs) under the lock, in a thread (crm.segments, marketing.store/report)."""
+        return await asyncio.to_thread(self._locked, fn, self.warehouse, *args, **kwargs)
 
     async def insert(self, table: str, rows: list[dict[str, Any]], types: Mapping[str, str]) -> None:
         """Insert a few rows given as dicts (columns typed by the schema's map)."""

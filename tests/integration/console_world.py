@@ -76,3 +76,31 @@ def contacts(store: Warehouse, campaign: str, rows: list[tuple[int, int, str, st
         "holdout": np.array([r[1] for r in rows], dtype=np.uint8), "wave": np.ones(len(rows), dtype=np.uint16),
         "state": text([r[2] for r in rows]), "variant": text([r[3] for r in rows]),
         "message_id": text([f"m{r[0]}" for r in rows]), "at_ms": np.array([r[4] for r in rows], dtype=np.int64)})
+
+
+def sends(store: Warehouse, campaign: str, rows: list[tuple[int, int, str, int]]) -> None:
+    """(household, wave, variant, decided_ms) rows of `deliveries` with status `sent`, and one Thompson
+    decision of `allocations` per (wave, decided_ms) with the variants' shares as sent."""
+    def text(values: list[str]) -> np.ndarray:
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
+        return out
+
+    n = len(rows)
+    store.insert_columns("deliveries", {
+        "campaign": text([campaign] * n), "household_id": np.array([r[0] for r in rows], dtype=np.uint64),
+        "device_id": text([f"stb-{r[0]}" for r in rows]), "region": text(["north"] * n), "product": text([""] * n),
+        "wave": np.array([r[1] for r in rows], dtype=np.uint16), "variant": text([r[2] for r in rows]),
+        "occasion": text(["once"] * n), "message_id": text([f"m{r[0]}-{r[1]}" for r in rows]),
+        "status": text(["sent"] * n), "reason": text([""] * n),
+        "decided_ms": np.array([r[3] for r in rows], dtype=np.int64), "expires_ms": np.zeros(n, dtype=np.int64)})
+    decisions: dict[tuple[int, int], dict[str, int]] = {}
+    for _, wave, variant, at in rows:
+        counts = decisions.setdefault((wave, at), {})
+        counts[variant] = counts.get(variant, 0) + 1
+    alloc = [(wave, at, v, k / sum(c.values())) for (wave, at), c in decisions.items() for v, k in c.items()]
+    store.insert_columns("allocations", {
+        "campaign": text([campaign] * len(alloc)), "wave": np.array([a[0] for a in alloc], dtype=np.uint16),
+        "variant": text([a[2] for a in alloc]), "share": np.array([a[3] for a in alloc], dtype=np.float64),
+        "sent": np.zeros(len(alloc), dtype=np.uint64), "converted": np.zeros(len(alloc), dtype=np.uint64),
+        "decided_ms": np.array([a[1] for a in alloc], dtype=np.int64)})

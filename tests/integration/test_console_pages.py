@@ -1,6 +1,7 @@
 """Every console page on both real stores (ClickHouse 18.16 and chdb), in-process through Starlette's
 TestClient: 200 and a "nothing yet" note on an empty store; the seeded world's figures once seeded;
-each page within the 1 s budget; roles, CSRF and the count API's contract."""
+each page within the 1 s budget; roles, CSRF and the count API's contract; campaigns written through
+marketing.store and shown from marketing.report; login rate limiting."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from console.app import create_app
+from console.campaign_view import uplift_sentence
 from console.db import now_ms
 from console.settings import ConsoleSettings, HttpSettings
 from console.users import add_user
-from tests.integration.console_world import seed
+from marketing import store as campaigns
+from marketing.report import build_report
+from tests.integration.console_world import DAY_MS, contacts, seed, sends
 from tests.integration.crm_support import close_and_drop, open_migrated, store_url  # noqa: F401 (fixture)
 from warehouse import Warehouse
 
@@ -68,6 +72,12 @@ def test_empty_store_every_page_answers_and_says_so(world: tuple[Warehouse, Test
     assert "No recommendation impressions yet" in client.get("/recommender").text
     assert "No campaigns planned yet" in client.get("/campaigns").text
     assert "Nothing is known about this household" in client.get("/households/42").text
+    for cid, draft in (("quiet", True), ("loud", False)):  # planned, nothing sent: still 200, saying so
+        campaigns.create(world[0], f'id = "{cid}"\nsegment = "interest.football"\n[[variants]]\nid = "a"\n'
+                                   'title = "t"\nbody = "b"\n', draft=draft, actor="cli")
+        page = client.get(f"/campaigns/{cid}")
+        assert page.status_code == 200 and "No contacts yet" in page.text and "Nothing to measure yet" in page.text
+    assert client.get("/campaigns").status_code == 200
     assert client.get("/api/segments/count", params={"expr": "interest.football"}).json()["count"] == 0
 
 
@@ -122,3 +132,66 @@ def test_roles_pseudonyms_and_csrf(world: tuple[Warehouse, TestClient]) -> None:
     audit = store.query_rows(f"SELECT user, action, target FROM {store.database}.console_audit "
                              "WHERE action = 'segment.save'")
     assert audit == [("mia", "segment.save", "segment:fans")]
+
+
+def test_campaigns_through_the_marketing_store_and_report(world: tuple[Warehouse, TestClient]) -> None:
+    store, client = world
+    seed(store)
+    login(client, "mia")
+    form = {"id": "quiz", "segment": "interest.football", "holdout": "0.1", "priority": "1", "waves": "2",
+            "after_hours": "12", "daily": "", "title_a": "Quiz", "body_a": "Play", "action_a": "tune",
+            "title_b": "Quiz!", "body_b": "Play now", "action_b": "info"}
+    created = client.post("/campaigns/new", data=form | {"csrf_token": csrf(client)}, follow_redirects=False)
+    assert created.status_code == 303 and created.headers["location"] == "/campaigns/quiz"
+    assert campaigns.get(store, "quiz").status == "draft"
+    approved = client.post("/campaigns/quiz/approve", data={"csrf_token": csrf(client)}, follow_redirects=False)
+    assert approved.status_code == 303 and campaigns.get(store, "quiz").status == "active"
+    assert [(a, who) for _, a, who, _ in campaigns.history(store, "quiz")] == [("create", "mia"), ("approve", "mia")]
+    audit = store.query_rows(f"SELECT user, action, target, detail FROM {store.database}.console_audit "
+                             "WHERE target = 'campaign:quiz' ORDER BY at_ms")
+    assert audit == [("mia", "campaign.create", "campaign:quiz", "draft"),
+                     ("mia", "campaign.approve", "campaign:quiz", "-> active")]
+    token = csrf(client)
+    assert client.post("/campaigns/quiz/approve", data={"csrf_token": token}).status_code == 409
+    assert client.post("/campaigns/quiz/explode", data={"csrf_token": token}).status_code == 404
+    assert client.post("/campaigns/nope/pause", data={"csrf_token": token}).status_code == 404
+    assert client.get("/campaigns/nope").status_code == 404
+    again = client.post("/campaigns/new", data=form | {"csrf_token": token})
+    assert again.status_code == 400 and "exists already" in again.text
+
+    treated = list(range(1, 31, 3))
+    contacts(store, "quiz", [(h, 0, "not_contacted", "", DAY_MS) for h in treated] +
+             [(h, 1, "not_contacted", "", DAY_MS) for h in range(301, 305)])
+    sends(store, "quiz", [(h, 1, "a" if h < 16 else "b", DAY_MS + 1000) for h in treated] +
+          [(h, 2, "b", DAY_MS + 3_600_000) for h in treated[-2:]])
+    contacts(store, "quiz", [(h, 0, "converted", "a", DAY_MS + 60_000) for h in (1, 4, 7)] +
+             [(h, 0, "contacted", "b", DAY_MS + 60_000) for h in treated[3:]])
+    report = build_report(store, campaigns.get(store, "quiz"))
+    assert report["treated"] == {"households": 10, "converted": 3, "rate": 0.3}
+    page = client.get("/campaigns/quiz").text
+    funnel = dict(re.findall(r"<tr><td>([a-z_]+)</td><td>(\d+)</td></tr>", page.split('id="funnel"')[1]))
+    assert {k: int(v) for k, v in funnel.items()} == report["funnel"]
+    assert f'<p id="uplift">{uplift_sentence(report)}</p>' in page and "95 % interval" in page
+    assert "<td>1</td><td>10</td><td>a 50.0 %, b 50.0 %</td>" in page
+    assert "<td>2</td><td>2</td><td>b 100.0 %</td>" in page
+    assert "<td>a</td><td>5</td><td>3</td>" in page and "<td>b</td><td>7</td><td>0</td>" in page
+    assert page.count("<circle") == 3  # a and b at wave 1's decision, b at wave 2's
+    listing = client.get("/campaigns").text
+    assert re.search(r'href="/campaigns/quiz">quiz</a>.*?<td>10</td><td>3</td>', listing, re.S)
+
+
+def test_failed_logins_are_rate_limited(world: tuple[Warehouse, TestClient]) -> None:
+    _, client = world
+    client.get("/login")
+    for _ in range(5):
+        wrong = client.post("/login", data={"username": "vic", "password": "wrong password!", "csrf_token": csrf(
+            client, "/login")})
+        assert wrong.status_code == 401 and "unknown user or wrong password" in wrong.text
+    refused = client.post("/login", data={"username": "vic", "password": PASSWORD,
+                                          "csrf_token": csrf(client, "/login")}, follow_redirects=False)
+    assert refused.status_code == 429 and "Too many failed logins" in refused.text
+    assert 0 < int(refused.headers["retry-after"]) <= 300
+    # the same client address is locked for every name
+    other = client.post("/login", data={"username": "ada", "password": PASSWORD,
+                                        "csrf_token": csrf(client, "/login")}, follow_redirects=False)
+    assert other.status_code == 429

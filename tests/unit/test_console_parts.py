@@ -1,9 +1,10 @@
-"""Console parts without a store: the campaign form's TOML, uplift, charts, the CSRF gate, settings."""
+"""Console parts without a store: the campaign form's TOML, the campaign report as the page shows it,
+charts, the CSRF gate, settings."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -13,13 +14,14 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from console.campaign_form import TEMPLATES, campaign_toml
+from console.campaign_view import allocation_series, page_context, uplift_sentence
 from console.charts import bars, lines
-from console.pages.campaigns import uplift
 from console.security import Signer
 from console.settings import ENV_PREFIX, ConsoleSettings
 from console.web import COOKIE, SessionMiddleware, session_of
 from marketing.campaign import parse_campaign
 from marketing.errors import CampaignError
+from marketing.uplift import uplift
 from stbcommon.settings import SettingsError, load
 
 
@@ -42,13 +44,46 @@ def test_a_bad_field_is_named_by_the_parser() -> None:
         parse_campaign(campaign_toml({"id": "x", "segment": "a", "holdout": "lots", "title_a": "t", "body_a": "b"}))
 
 
-def test_uplift_and_its_interval() -> None:
-    got = uplift((1000, 150), (100, 10))
-    assert got["absolute"] == pytest.approx(0.05) and got["relative"] == pytest.approx(0.5)
-    se = math.sqrt(0.15 * 0.85 / 1000 + 0.1 * 0.9 / 100)
-    assert got["ci95"] == pytest.approx((0.05 - 1.96 * se, 0.05 + 1.96 * se))
-    empty = uplift((10, 1), (0, 0))
-    assert empty["ci95"] is None and empty["relative"] is None
+def _report(treated: tuple[int, int], holdout: tuple[int, int]) -> dict[str, Any]:
+    """A report shaped as marketing.report.build_report writes it, its uplift from marketing.uplift."""
+    effect = uplift(treated[0], treated[1], holdout[0], holdout[1])
+    return {"campaign": "c", "status": "active", "first_send_ms": 1_764_547_200_000,
+            "funnel": {"not_contacted": 0, "contacted": treated[0] - treated[1], "converted": treated[1]},
+            "treated": {"households": effect.treated_n, "converted": effect.treated_converted,
+                        "rate": effect.treated_rate},
+            "holdout": {"households": effect.holdout_n, "converted": effect.holdout_converted,
+                        "rate": effect.holdout_rate},
+            "uplift": {"absolute": effect.absolute, "relative": effect.relative,
+                       "ci95": list(effect.ci95) if effect.ci95 is not None else None},
+            "incremental_conversions": effect.incremental,
+            "variants": [{"id": "a", "sent": 10, "converted": 1}],
+            "waves": [{"wave": 1, "sent": 10, "allocation": {"a": 0.6, "b": 0.4}}],
+            "allocation_history": [{"decided_ms": 1_764_547_200_000, "wave": 1, "shares": {"a": 0.5, "b": 0.5}},
+                                   {"decided_ms": 1_764_550_800_000, "wave": 1, "shares": {"a": 0.6, "b": 0.4}}]}
+
+
+def test_the_campaign_page_shows_the_reports_uplift_and_interval() -> None:
+    report = _report((1000, 150), (100, 10))
+    lo, hi = report["uplift"]["ci95"]
+    sentence = uplift_sentence(report)
+    assert sentence.startswith("Uplift +5.00 points") and "relative +50 %" in sentence
+    assert f"{100 * lo:+.2f} points to {100 * hi:+.2f} points" in sentence and "conversions 50.0" in sentence
+    assert uplift_sentence(_report((10, 1), (0, 0))).startswith("No holdout households")
+    assert uplift_sentence(_report((0, 0), (0, 0))).startswith("Nothing to measure yet")
+    context = page_context(report)
+    assert context["funnel"] == [("not_contacted", 0), ("contacted", 850), ("converted", 150)]
+    assert str(context["funnel_chart"]).count("<rect") == 3 and str(context["alloc_chart"]).count("<circle") == 4
+    assert context["waves"] == [(1, 10, "a 60.0 %, b 40.0 %")]
+    assert context["allocations"][-1] == (1_764_550_800_000, 1, "a 60.0 %, b 40.0 %")
+    empty = page_context(_report((0, 0), (0, 0)) | {"allocation_history": []})
+    assert str(empty["funnel_chart"]) == "" and str(empty["alloc_chart"]) == ""
+
+
+def test_allocation_series_split_by_wave_only_when_several() -> None:
+    history = [{"decided_ms": 0, "wave": 1, "shares": {"a": 1.0}}, {"decided_ms": 60_000, "wave": 2,
+                                                                     "shares": {"a": 0.25}}]
+    assert allocation_series(history) == {"w1 a": [("01-01 00:00", 100.0)], "w2 a": [("01-01 00:01", 25.0)]}
+    assert list(allocation_series(history[:1])) == ["a"]
 
 
 def test_charts_are_inline_svg_with_escaped_labels() -> None:
