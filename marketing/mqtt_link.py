@@ -43,6 +43,7 @@ class Link(asyncio.Protocol):
         self._on_ack = on_ack
         self.connack: asyncio.Future[mqtt5.ConnAckPacket] = loop.create_future()
         self.wake = asyncio.Event()
+        self._gone = asyncio.Event()  # connection_lost ran: the socket is closed
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.close_reason = ""
@@ -59,6 +60,7 @@ class Link(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._close(f"connection error: {exc}" if exc else "closed by the broker")
+        self._gone.set()
 
     def pause_writing(self) -> None:
         self.writable = False
@@ -132,11 +134,24 @@ class Link(asyncio.Protocol):
     def ping(self) -> None:
         self.write(_PINGREQ)
 
-    def disconnect(self) -> None:
-        """DISCONNECT (reason 0), then close: everything is acknowledged, nothing to wait for."""
-        if self.transport is not None and not self.closed:
+    async def aclose(self, *, graceful: bool, timeout: float) -> None:
+        """Graceful: DISCONNECT (reason 0) and close, once everything is acknowledged. Else abort.
+        Either way, wait until the transport is gone (a TLS close takes a round trip; a socket
+        left to a loop that stops first would leak)."""
+        if self.transport is None:
+            self._close("closed by us")
+            return
+        if graceful and not self.closed:
+            self.close_reason = "closed by us"
             self.transport.write(_DISCONNECT)
             self.transport.close()
+        else:
+            self.abort("closed by us")
+        try:
+            async with asyncio.timeout(timeout):
+                await self._gone.wait()
+        except TimeoutError:
+            self.transport.abort()
 
     def abort(self, reason: str) -> None:
         self.close_reason = self.close_reason or reason

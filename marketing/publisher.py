@@ -165,12 +165,9 @@ class _Run:
             except ConnectionError as exc:
                 self._lost(str(exc))
             finally:
-                if self.done < self.total:
-                    link.abort("gave up")
+                await link.aclose(graceful=self.done == self.total, timeout=min(self.settings.connect_timeout_s, 5.0))
             if self.done < self.total:
                 await self._pause(backoff)
-            else:
-                link.disconnect()
         seconds = loop.time() - started
         result = self._result(seconds)
         if self.progress is not None:
