@@ -127,10 +127,10 @@ class Engine:
         for occ in occs:
             pick = np.isin(due, audience if occ.households is None else occ.households.astype(np.uint64))
             settled_households, settled_keys = done.get(occ.key, (np.empty(0, dtype=np.uint64),) * 2)
-            if occ.once_per_household:
-                pick &= ~np.isin(due, settled_households)
-            else:
+            if occ.waves_here:
                 pick &= ~np.isin(_wave_key(due, due_wave), settled_keys)
+            else:
+                pick &= ~np.isin(due, settled_households)
             pick &= ~np.isin(due, taken)
             if pick.any():
                 out.append(_Wanted(campaign, occ, due[pick], due_wave[pick]))

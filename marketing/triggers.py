@@ -18,7 +18,8 @@ households it concerns (a trigger about particular households narrows the segmen
 - birthday: households whose `birth_month` (subscriber extract) is this month, open all month.
 
 Whether a household is contacted at an occasion is the engine's business (waves, states, caps):
-at most once per occasion and wave, and at most once per airing whatever the wave (the contract).
+at most once per occasion — the next wave waits for the next airing, day, alert or month — except
+for a campaign without schedule or trigger, whose one occasion lasts and carries every wave.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Occasion:
     context: dict[str, str] = field(default_factory=dict)   # template values: title, channel, start, product
     action: dict[str, Any] = field(default_factory=dict)    # merged into the variant's action
     households: np.ndarray | None = None                    # uint64; None = the whole segment
-    once_per_household: bool = False                        # True: no later wave at this occasion (an airing)
+    waves_here: bool = False                                # later waves may come at this same occasion
 
 
 def occasions(warehouse: Warehouse, campaign: Campaign, now: dt.datetime, zone: zoneinfo.ZoneInfo) -> list[Occasion]:
@@ -65,7 +66,7 @@ def occasions(warehouse: Warehouse, campaign: Campaign, now: dt.datetime, zone: 
         return [Occasion(f"daily:{local.date().isoformat()}", min(_ms(midnight), end_ms), base)]
     trigger = campaign.trigger
     if trigger is None:
-        return [Occasion("once", end_ms, base)]
+        return [Occasion("once", end_ms, base, waves_here=True)]
     if trigger.kind == "guide":
         return _airings(warehouse, trigger, now_ms, zone, base)
     if trigger.kind == "churn_alert":
@@ -113,8 +114,7 @@ def _airings(warehouse: Warehouse, trigger: Trigger, now_ms: int, zone: zoneinfo
         out.append(Occasion(
             f"airing:{int(channel_id)}:{int(start_ms)}", int(start_ms),
             {**base, "title": str(title), "channel": str(name or channel_id), "start": f"{start:%H:%M}"},
-            {"channel_id": int(channel_id), "programme_id": int(programme_id), "start": int(start_ms)},
-            once_per_household=True))
+            {"channel_id": int(channel_id), "programme_id": int(programme_id), "start": int(start_ms)}))
     return out
 
 
