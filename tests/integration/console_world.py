@@ -13,7 +13,7 @@ from warehouse import Warehouse
 DAYS = ("2026-11-30", "2026-12-01")
 HOUSEHOLDS = 300
 FOOTBALL = 100            # households 1, 4, 7, ... carry interest.football on both days
-DAY_MS = 1_764_547_200_000  # 2026-12-01T00:00:00Z
+DAY_MS = 1_764_547_200_000  # 2025-12-01T00:00:00Z
 
 
 def seed(store: Warehouse) -> None:

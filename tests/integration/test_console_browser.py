@@ -28,7 +28,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from stbcommon.localservers import free_port
-from tests.integration.console_world import DAY_MS, contacts, seed
+from tests.integration.console_world import DAY_MS, contacts, seed, sends
 from warehouse import Warehouse, open_warehouse
 
 pytestmark = pytest.mark.integration
@@ -166,11 +166,14 @@ def test_console_in_a_real_browser(console: tuple[str, subprocess.Popen[bytes]],
     t = DAY_MS
     contacts(store, "quiz-night", [(h, 0, "contacted", "a", t) for h in range(1, 31, 3)] +
              [(h, 1, "not_contacted", "", t) for h in range(301, 305)])
+    sends(store, "quiz-night", [(h, 1, "a", t + (h % 2) * 3_600_000) for h in range(1, 31, 3)])
     contacts(store, "quiz-night", [(h, 0, "converted", "a", t + 60_000) for h in (1, 4, 7)] +
              [(h, 0, "interested", "a", t + 60_000) for h in (10, 13)])
     moved = funnel()
     assert moved["converted"] == 3 and moved["interested"] == 2 and moved["contacted"] == 5
-    assert "30.0 %" in browser.find_element(By.TAG_NAME, "main").text  # treated conversion 3 of 10
+    main = browser.find_element(By.TAG_NAME, "main").text
+    assert "30.0 %" in main and "95 % interval" in main  # treated conversion 3 of 10, uplift from the report
+    assert browser.find_element(By.CSS_SELECTOR, "#variants").text.split("\n")[1] == "a 10 3"
     shot(browser, "campaign")
     browser.get(f"{url}/campaigns")
     shot(browser, "campaigns")
