@@ -83,6 +83,7 @@ class CapSettings:
     quiet_hours: str = ""          # "22:00-08:00" (may wrap midnight), the boxes' local time; "" = none
     over_cap: str = "defer"        # defer | skip
     rules: tuple[CapRule, ...] = DEFAULT_RULES
+    count_recommendations: bool = False  # a row of recommendations shown in the guide counts as a message
 
     def validate(self) -> list[str]:
         problems = []

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -67,6 +68,8 @@ class Engine:
         self.settings = settings
         self.warehouse = warehouse
         self.publish = publish
+        key_file = settings.delivery.id_key_file
+        self._id_key = Path(key_file).read_bytes().strip() if key_file else b""
 
     def cycle(self, now: dt.datetime) -> CycleResult:
         started = time.monotonic()
@@ -177,7 +180,7 @@ class Engine:
             go = np.flatnonzero((index == i) & (status == "sent"))
             if len(go) == 0:
                 continue
-            ids[go] = message_ids(w.campaign.id, households[go], wave[go])
+            ids[go] = message_ids(w.campaign.id, households[go], wave[go], key=self._id_key)
             for wv in np.unique(wave[go]):
                 at = go[wave[go] == wv]
                 chosen = self._allocate(w.campaign, int(wv), len(at), now_ms)
@@ -216,10 +219,20 @@ class Engine:
         got = self.warehouse.query_columns(
             f"SELECT household_id, decided_ms, product FROM {self.warehouse.database}.deliveries "
             "WHERE status = 'sent' AND decided_ms > %(since)s", {"since": now_ms - int(days * DAY_MS)})
-        n = len(got["household_id"])
-        return SendHistory(household_id=np.asarray(got["household_id"], dtype=np.uint64),
-                           sent_ms=np.asarray(got["decided_ms"], dtype=np.int64),
-                           product=np.asarray(got["product"], dtype=object), channel=np.full(n, CHANNEL, dtype=object))
+        households = np.asarray(got["household_id"], dtype=np.uint64)
+        sent_ms = np.asarray(got["decided_ms"], dtype=np.int64)
+        product = np.asarray(got["product"], dtype=object)
+        if self.settings.caps.count_recommendations:
+            # One row of recommendations in the guide (a request) is one message on the box, of no product.
+            rec = self.warehouse.query_columns(
+                f"SELECT household_id, min(ts_ms) AS shown_ms FROM {self.warehouse.database}.events "
+                "WHERE kind = 'rec_impression' AND ts_ms > %(since)s GROUP BY household_id, request_id",
+                {"since": now_ms - int(days * DAY_MS)})
+            households = np.concatenate([households, np.asarray(rec["household_id"], dtype=np.uint64)])
+            sent_ms = np.concatenate([sent_ms, np.asarray(rec["shown_ms"], dtype=np.int64)])
+            product = np.concatenate([product, np.full(len(rec["shown_ms"]), "", dtype=object)])
+        return SendHistory(household_id=households, sent_ms=sent_ms, product=product,
+                           channel=np.full(len(households), CHANNEL, dtype=object))
 
     def _allocate(self, campaign: Campaign, wave: int, n: int, now_ms: int) -> np.ndarray:
         """Variant ids for n sends of a wave, by Thompson sampling on what each variant converted so far."""

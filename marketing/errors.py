@@ -4,6 +4,7 @@
     +-- CampaignError              a campaign file or command is wrong (fields: campaign, key)
     +-- UnknownCampaign            no campaign with that id
     +-- PublishError               the broker refused or could not be reached (retryable)
+        +-- PublishIncomplete      gave up waiting; carries each message's PUBACK code (-1: none)
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ Sources, lowest to highest: these defaults, the TOML file (`--config`), environm
 
 from __future__ import annotations
 
+import os
 import zoneinfo
 from dataclasses import dataclass, field
 
@@ -26,6 +27,8 @@ class DeliverySettings:
     device_days: int = 30          # a household is reached on its most-watched box of these last days
     opt_in: str = "stb"            # contact only households whose contact_opt_in lists this ("" = everyone)
     max_messages: int = 2_000_000  # sends per cycle, all campaigns together (a guard, not a cap)
+    id_key_file: str = ""          # a secret that keys message ids (else anyone with a campaign name can
+                                   #   map an id back to its household); mode 0600
 
     def validate(self) -> list[str]:
         problems = []
@@ -37,6 +40,14 @@ class DeliverySettings:
             problems.append("device_days: 1..365")
         if self.max_messages < 1:
             problems.append("max_messages: >= 1")
+        if self.id_key_file:
+            try:
+                mode = os.stat(self.id_key_file).st_mode
+            except OSError as exc:
+                problems.append(f"id_key_file: {exc}")
+            else:
+                if mode & 0o077:
+                    problems.append(f"id_key_file: {self.id_key_file} is readable by others; chmod 600 it")
         return problems
 
     @property

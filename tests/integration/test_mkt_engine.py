@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pytest
 
 from marketing import store as registry
 from marketing.caps import CapRule
 from marketing.report import build_report
-from tests.integration.crm_support import close_and_drop, insert_guide, open_migrated, store_url, warehouse  # noqa: F401
+from tests.integration.crm_support import close_and_drop, event_rows, insert_guide, open_migrated, store_url, warehouse  # noqa: F401
 from tests.integration.mkt_support import (
     FANS,
     NO_BOX,
@@ -177,3 +178,16 @@ def test_a_guide_trigger_with_a_time_window_waits_for_tonights_airing(store: War
     engine(store, rec).cycle(NOW)
     assert {p["action"]["start"] for p in rec.payloads()} == {evening}
     assert rec.payloads()[0]["body"].startswith("Football: Final on Sport One at 19:00")
+
+
+def test_recommendation_rows_in_the_guide_count_under_the_caps_when_set(store: Warehouse) -> None:
+    rows = event_rows([(h, 0, "rec_impression", NOW_MS - 3_600_000 + r, 0, 0, 0) for h in (3, 6) for r in range(4)])
+    rows["seq"] = np.arange(800_000, 800_008, dtype=np.uint64)
+    rows["request_id"][:] = ["r1", "r1", "r2", "r2", "r3", "r3", "r3", "r3"]   # 3: two rows shown, 6: one
+    store.insert_columns("events", rows)
+    registry.create(store, campaign_file("recs", holdout=0.0))
+    rec = Recorder()
+    engine(store, rec, count_recommendations=True).cycle(NOW)           # default caps: 2 a day on the box
+    assert 3 not in rec.households() and 6 in rec.households()
+    reason = store.query_rows(f"SELECT reason FROM {store.database}.deliveries WHERE household_id = 3")
+    assert reason and reason[0][0].startswith("cap channel")
