@@ -26,14 +26,17 @@ from marketing.errors import CampaignError, UnknownCampaign
 from marketing.report import build_report
 from warehouse import Warehouse
 
+SUMMARISED = 12  # the listing reports this many campaigns (a report is ~6 queries, ~35 ms on chdb): < 1 s
+
 
 def summaries(warehouse: Warehouse, records: list[store.CampaignRecord]) -> dict[str, tuple[int, int]]:
-    """(treated households, converted) of each campaign that has left draft (a draft has reached nobody)."""
+    """(treated households, converted) from the report of each of the SUMMARISED most recently changed
+    campaigns that have left draft (a draft has reached nobody): a long history keeps the page fast."""
+    sent = sorted((r for r in records if r.status != store.DRAFT), key=lambda r: r.updated_ms, reverse=True)
     out = {}
-    for r in records:
-        if r.status != store.DRAFT:
-            treated = build_report(warehouse, r)["treated"]
-            out[r.id] = (int(treated["households"]), int(treated["converted"]))
+    for r in sent[:SUMMARISED]:
+        treated = build_report(warehouse, r)["treated"]
+        out[r.id] = (int(treated["households"]), int(treated["converted"]))
     return out
 
 
@@ -42,7 +45,8 @@ def routes(c: Console) -> list[Route]:
         user = await c.require(request)
         rows = await c.db.call(store.list_all)
         counts = await c.db.call(summaries, rows)
-        return c.render(request, "campaigns.html", user, title="Campaigns", rows=rows, counts=counts)
+        return c.render(request, "campaigns.html", user, title="Campaigns", rows=rows, counts=counts,
+                        summarised=SUMMARISED)
 
     async def new_form(request: Request, user: User, fields: dict[str, str], error: str = "",
                        status: int = 200) -> Response:

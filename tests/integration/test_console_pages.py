@@ -77,7 +77,9 @@ def test_empty_store_every_page_answers_and_says_so(world: tuple[Warehouse, Test
                                    'title = "t"\nbody = "b"\n', draft=draft, actor="cli")
         page = client.get(f"/campaigns/{cid}")
         assert page.status_code == 200 and "No contacts yet" in page.text and "Nothing to measure yet" in page.text
-    assert client.get("/campaigns").status_code == 200
+    listing = client.get("/campaigns").text  # a draft has reached nobody; an active one is reported
+    assert re.search(r'quiet</a>.*?<td>-</td><td>-</td></tr>', listing, re.S)
+    assert re.search(r'loud</a>.*?<td>0</td><td>0</td></tr>', listing, re.S)
     assert client.get("/api/segments/count", params={"expr": "interest.football"}).json()["count"] == 0
 
 
