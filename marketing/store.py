@@ -79,6 +79,8 @@ def list_all(warehouse: Warehouse) -> list[CampaignRecord]:
 
 def change_status(warehouse: Warehouse, campaign_id: str, action: str, *, actor: str = "cli") -> CampaignRecord:
     """approve | pause | resume; CampaignError when the campaign is not in a status the action applies to."""
+    if action not in TRANSITIONS:
+        raise CampaignError(f"unknown action {action!r} (one of {', '.join(TRANSITIONS)})", campaign=campaign_id)
     before, after = TRANSITIONS[action]
     record = get(warehouse, campaign_id)
     if record.status not in before:
