@@ -3,10 +3,12 @@
 # when they are missing. The packaged ClickHouse is 18.16: the schema is written for it.
 # Debian's chromium and chromium-driver run the console's browser tests (Selenium): a
 # browser download of its own (Playwright's) cannot work on closed networks.
+# ZooKeeper (Debian's 3.8) coordinates the cluster tests' replicated tables and ON CLUSTER DDL.
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || need+=(clickhouse-server clickhouse-client)
+[ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 [ ${#need[@]} -eq 0 ] && exit 0

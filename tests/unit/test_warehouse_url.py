@@ -111,3 +111,44 @@ def test_error_messages_never_show_the_password() -> None:
 
 def test_store_url_is_a_value() -> None:
     assert parse_store_url("clickhouse://h") == StoreURL("clickhouse", host="h")
+
+
+def test_cluster_url_lists_entry_points_in_order() -> None:
+    store = parse_store_url("clickhouse://ingest:pw@ch1:9001,ch2,[::1]:9003/telemetry?cluster=stb&connect_timeout=2")
+    assert (store.host, store.port, store.cluster, store.database) == ("ch1", 9001, "stb", "telemetry")
+    assert store.alt_hosts == (("ch2", 9000), ("::1", 9003))
+    assert store.hosts == (("ch1", 9001), ("ch2", 9000), ("::1", 9003))
+    assert dict(store.options) == {"connect_timeout": 2.0}
+    assert dict(store.cluster_options) == {"insert_quorum": 2, "insert_quorum_timeout": 60.0}
+    assert store.redacted == ("clickhouse://ingest:***@ch1:9001,ch2:9000,[::1]:9003/telemetry"
+                              "?connect_timeout=2.0&cluster=stb&insert_quorum=2&insert_quorum_timeout=60.0")
+    assert parse_store_url(store.redacted.replace("***", "pw")) == store
+
+
+def test_cluster_with_one_entry_point_and_quorum_options() -> None:
+    store = parse_store_url("clickhouses://h/db?cluster=c_1&insert_quorum=0&insert_quorum_timeout=5")
+    assert (store.hosts, store.cluster, store.port) == ((("h", 9440),), "c_1", 9440)
+    assert dict(store.cluster_options) == {"insert_quorum": 0, "insert_quorum_timeout": 5.0}
+
+
+def test_single_server_urls_have_no_cluster() -> None:
+    store = parse_store_url("clickhouse://h:9000/db")
+    assert (store.cluster, store.alt_hosts, dict(store.cluster_options)) == ("", (), {})
+    assert store.redacted == "clickhouse://default@h:9000/db"
+    assert parse_store_url("chdb:///x").hosts == ()
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("clickhouse://h1:9000,h2:9000/stb", "add ?cluster=NAME"),
+    ("clickhouse://h1,h2", "add ?cluster=NAME"),
+    ("clickhouse://h1:9000,h2:x/stb?cluster=c", "port of 'h2:x'"),
+    ("clickhouse://h1:9000,,h2/stb?cluster=c", "needs a host"),
+    ("clickhouse://h1:9000,h2:0/stb?cluster=c", "1..65535"),
+    ("clickhouse://h/stb?cluster=bad-name", "cluster name"),
+    ("clickhouse://h/stb?insert_quorum=2", "need cluster=NAME"),
+    ("clickhouse://h/stb?cluster=c&insert_quorum=99", "insert_quorum='99'"),
+    ("clickhouse://h/stb?cluster=c&quorum=2", "unknown option 'quorum'"),
+])
+def test_cluster_url_errors(url: str, message: str) -> None:
+    with pytest.raises(WarehouseURLError, match=message.replace("?", r"\?").replace("(", r"\(")):
+        parse_store_url(url)
