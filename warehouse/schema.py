@@ -203,13 +203,14 @@ class Statement:
 
     sql: str
     done_codes: frozenset[int] = frozenset()
+    creates: Table | None = None  # the table a CREATE TABLE statement makes (a cluster makes it differently)
 
     def render(self, database: str) -> str:
         return self.sql.replace("{db}", database)
 
 
 def create_table(table: Table) -> Statement:
-    return Statement(table.ddl("{db}"), frozenset({TABLE_ALREADY_EXISTS}))
+    return Statement(table.ddl("{db}"), frozenset({TABLE_ALREADY_EXISTS}), table)
 
 
 def add_column(table: str, column: str, ch_type: str, *, default: str | None = None,
@@ -253,19 +254,31 @@ SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
 
 def migrate(database: str, execute: Callable[[str], None],
-            query_rows: Callable[[str], list[tuple[Any, ...]]]) -> list[int]:
-    """Bring `database` up to date through a store's execute/query_rows; returns the versions applied now."""
+            query_rows: Callable[[str], list[tuple[Any, ...]]], cluster: str = "") -> list[int]:
+    """Bring `database` up to date through a store's execute/query_rows; returns the versions applied now.
+    With `cluster`, every table is created and altered on that cluster (warehouse/cluster.py)."""
     if not _IDENTIFIER.fullmatch(database):
         raise WarehouseRejected(f"bad database name {database!r}")
-    _run(Statement("CREATE DATABASE IF NOT EXISTS {db}", frozenset({DATABASE_ALREADY_EXISTS})), database, execute)
-    _run(create_table(MIGRATIONS_TABLE), database, execute)
+    if cluster and not _IDENTIFIER.fullmatch(cluster):
+        raise WarehouseRejected(f"bad cluster name {cluster!r}")
+
+    def run(statement: Statement) -> None:
+        if cluster:
+            from warehouse.cluster import run_on_cluster
+
+            run_on_cluster(statement, database, cluster, execute, query_rows)
+        else:
+            run_statement(statement, database, execute)
+
+    run(Statement("CREATE DATABASE IF NOT EXISTS {db}", frozenset({DATABASE_ALREADY_EXISTS})))
+    run(create_table(MIGRATIONS_TABLE))
     done = {int(row[0]) for row in query_rows(f"SELECT DISTINCT version FROM {database}.schema_migrations")}
     applied = []
     for migration in MIGRATIONS:
         if migration.version in done:
             continue
         for statement in migration.statements:
-            _run(statement, database, execute)
+            run(statement)
         # INSERT ... SELECT rather than VALUES: clickhouse-driver would wait for a data block.
         name = migration.name.replace("\\", "\\\\").replace("'", "\\'")
         execute(f"INSERT INTO {database}.schema_migrations (version, name, applied_ms) "
@@ -274,7 +287,8 @@ def migrate(database: str, execute: Callable[[str], None],
     return applied
 
 
-def _run(statement: Statement, database: str, execute: Callable[[str], None]) -> None:
+def run_statement(statement: Statement, database: str, execute: Callable[[str], None]) -> None:
+    """Run one statement, accepting the error codes that mean it was already done."""
     try:
         execute(statement.render(database))
     except WarehouseRejected as exc:

@@ -15,6 +15,21 @@ Reads use the plain mode: numpy mode was no faster for reads and turns String co
 into fixed-width unicode arrays, which fail on bytes that are not UTF-8.
 
 Every call holds a lock, so one store may be shared by threads (calls are serialised).
+
+A cluster URL (`?cluster=NAME`, warehouse/cluster.py) lists entry points: clickhouse-driver
+connects to the first that answers (`alt_hosts`) and, after an error, to the next. Every
+query on it carries these settings, so an answer means the rows are written:
+    insert_distributed_sync = 1    an insert into a Distributed table returns once every
+                                   shard's part is written, not when queued for the background
+    insert_quorum = 2 (URL option) and insert_quorum_timeout: ... and on that many replicas
+                                   of each shard; fewer live replicas refuse (code 285), a
+                                   quorum not reached in time fails (319, status unknown):
+                                   both retryable, the retry is deduplicated by the
+                                   replicated table (same block, same checksum) or by FINAL
+    distributed_product_mode = 'global'   IN / JOIN over a Distributed table inside a query
+                                   over another is run once and shipped to the shards
+                                   (18.16 refuses such "double-distributed" queries by
+                                   default); right for tables sharded differently
 """
 
 from __future__ import annotations
@@ -58,6 +73,12 @@ RETRYABLE_CODES: Final = frozenset({
     394,  # QUERY_WAS_CANCELLED
     425,  # SYSTEM_ERROR
     999,  # KEEPER_EXCEPTION
+    # a cluster (warehouse/cluster.py): a shard or replica down, a quorum not (yet) reached
+    225,  # NO_ZOOKEEPER
+    279,  # ALL_CONNECTION_TRIES_FAILED
+    285,  # TOO_FEW_LIVE_REPLICAS
+    286,  # UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE
+    289,  # REPLICA_IS_NOT_IN_QUORUM
 })
 # Server error codes that blame the rows of an INSERT, not the store: the same statement with
 # other rows can succeed, so the collector may split a batch to find the guilty message.
@@ -157,6 +178,9 @@ class ServerWarehouse:
         options.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S)
         options.setdefault("send_receive_timeout", DEFAULT_SEND_RECEIVE_TIMEOUT_S)
         options.setdefault("client_name", "stb-warehouse")
+        if store.cluster:
+            options["alt_hosts"] = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in store.alt_hosts)
+            options["settings"] = cluster_settings(store)
         # No `database=`: it may not exist before migrate(); every statement names it.
         self._client = Client(store.host, port=store.port, user=store.user, password=store.password, **options)
         self._lock = threading.Lock()
@@ -165,7 +189,7 @@ class ServerWarehouse:
     # -- the Warehouse protocol ------------------------------------------------------------
 
     def migrate(self) -> None:
-        schema.migrate(self.database, self.execute, self.query_rows)
+        schema.migrate(self.database, self.execute, self.query_rows, self._store.cluster)
 
     def insert_columns(self, table: str, columns: Columns) -> None:
         names = list(columns)
@@ -250,6 +274,16 @@ class ServerWarehouse:
                 code = getattr(exc, "code", None)
                 raise WarehouseDataRejected(f"ClickHouse client refused the data for {self.url}: {exc}",
                                             url=self.url, code=code if isinstance(code, int) else None) from exc
+
+
+def cluster_settings(store: StoreURL) -> dict[str, Any]:
+    """The settings every query on a cluster store carries (see the module docstring)."""
+    quorum = int(store.cluster_options.get("insert_quorum", 0))
+    settings: dict[str, Any] = {"insert_distributed_sync": 1, "distributed_product_mode": "global"}
+    if quorum > 1:
+        settings["insert_quorum"] = quorum
+        settings["insert_quorum_timeout"] = int(float(store.cluster_options["insert_quorum_timeout"]) * 1000)
+    return settings
 
 
 def _to_numpy(values: Any, ch_type: str) -> np.ndarray:
