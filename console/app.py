@@ -1,13 +1,19 @@
 """The application factory: the store, the secret, templates, pages and error pages in one place.
 
     app = create_app(settings, warehouse)      # a Starlette app; uvicorn serves it (console.serve)
+
+The app's lifespan owns the report jobs' worker threads: at shutdown running reports stop before
+their next step and the threads are joined before the store closes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -19,7 +25,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from console.db import Db
-from console.pages import audience, campaigns, churn, households, login, overview, recommender, segments
+from console.jobs import JobLimits, Jobs
+from console.pages import audience, campaigns, churn, households, jobs, login, overview, recommender, segments
 from console.security import Pseudonyms, Signer, load_or_create_secret
 from console.settings import ConsoleSettings
 from console.web import Console, Forbidden, NeedLogin, SessionMiddleware, login_redirect
@@ -42,13 +49,14 @@ def templates() -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
-def create_app(settings: ConsoleSettings, warehouse: Warehouse) -> Starlette:
+def create_app(settings: ConsoleSettings, warehouse: Warehouse, limits: JobLimits | None = None) -> Starlette:
     secret = load_or_create_secret(Path(settings.http.secret_file))
     key = Path(settings.privacy.key_file).read_bytes().strip() if settings.privacy.key_file else \
         hmac.new(secret, b"console-pseudonyms", hashlib.sha256).digest()
-    console = Console(Db(warehouse), templates(), Signer(secret), Pseudonyms(key), {"settings": settings})
-    routes = [route for module in (login, overview, audience, households, segments, campaigns, churn, recommender)
-              for route in module.routes(console)]
+    console = Console(Db(warehouse), templates(), Signer(secret), Pseudonyms(key), Jobs(limits or JobLimits()),
+                      {"settings": settings})
+    routes = [route for module in (login, overview, audience, households, segments, campaigns, churn, recommender,
+                                   jobs) for route in module.routes(console)]
     routes.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
 
     async def need_login(request: Request, exc: Exception) -> Response:
@@ -62,8 +70,15 @@ def create_app(settings: ConsoleSettings, warehouse: Warehouse) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         return HTMLResponse("<h1>404 not found</h1><p><a href='/'>overview</a></p>", 404)
 
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(console.jobs.close)
+
     app = Starlette(routes=routes, exception_handlers={NeedLogin: need_login, Forbidden: forbidden,
-                                                       404: not_found})
+                                                       404: not_found}, lifespan=lifespan)
     app.add_middleware(SessionMiddleware, signer=console.signer, max_age_s=settings.http.session_hours * 3600,
                        trust_proxy=settings.http.proxy_headers)
     app.state.console = console

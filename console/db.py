@@ -1,5 +1,8 @@
 """The store as the pages see it: one connection, calls serialised by a lock and run off the event
-loop (clickhouse-driver and chdb block; a chdb session must not see two statements at once)."""
+loop (clickhouse-driver and chdb block; a chdb session must not see two statements at once).
+
+Report jobs' worker threads (console.jobs) use the blocking `rows_now` / `call_now`: the same lock,
+so a long report's statements take turns with the pages' ones."""
 
 from __future__ import annotations
 
@@ -25,6 +28,14 @@ class Db:
     def _locked(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self._lock:
             return fn(*args, **kwargs)
+
+    def rows_now(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """`rows`, blocking: for worker threads."""
+        return self._locked(self.warehouse.query_rows, sql.replace("{db}", self.database), params)
+
+    def call_now(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`call`, blocking: for worker threads."""
+        return self._locked(fn, self.warehouse, *args, **kwargs)
 
     async def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """A SELECT's rows; `{db}` in the SQL stands for the database."""

@@ -25,6 +25,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from console.db import Db
+from console.jobs import Jobs
 from console.security import Pseudonyms, Signer, new_nonce
 from console.users import User, lookup
 
@@ -133,11 +134,13 @@ def _replay(body: bytes) -> Receive:
 
 
 class Console:
-    """What handlers share: the store, the templates, the signer, pseudonyms, the settings' sources."""
+    """What handlers share: the store, the templates, the signer, pseudonyms, the report jobs, the
+    settings' sources."""
 
-    def __init__(self, db: Db, templates: Jinja2Templates, signer: Signer, pseudonyms: Pseudonyms,
+    def __init__(self, db: Db, templates: Jinja2Templates, signer: Signer, pseudonyms: Pseudonyms, jobs: Jobs,
                  extras: dict[str, Any]) -> None:
         self.db, self.templates, self.signer, self.pseudonyms, self.extras = db, templates, signer, pseudonyms, extras
+        self.jobs = jobs
         self._users: dict[str, tuple[float, User | None]] = {}
 
     async def user(self, request: Request) -> User | None:
