@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Any
 
+from crm.export_ids import IDENTIFIED_HELP
 from crm.settings import ENV_PREFIX, CrmSettings
 from stbcommon.settings import SettingsError, load
 
@@ -29,12 +30,17 @@ settings, lowest to highest precedence: built-in defaults, the TOML file (--conf
 environment variables {ENV_PREFIX}__<SECTION>__<KEY> (e.g. {ENV_PREFIX}__CREDIT__MIN_VIEW_S),
 then flags. See docs/CRM.md.
 
+household ids in output are keyed pseudonyms ("h" + 16 hex) when [privacy] key_file names a
+0600 key file ({ENV_PREFIX}__PRIVACY__KEY_FILE); raw ids only with --identified, and without a
+key and --identified ids are not listed (docs/SECURITY.md).
+
 examples:
   python -m crm import-subscribers extract.csv --store clickhouse://ch:9000/stb
   python -m crm import-subscribers extract.csv --store chdb:///var/lib/stb/chdb --skip-invalid --rejects bad.csv
   python -m crm ratings --store clickhouse://ch:9000/stb --day 2026-12-01 --by channel --json ratings.json
   python -m crm profile --store clickhouse://ch:9000/stb --day 2026-12-01
   python -m crm segment count "interest.football and value in (high, mid)" --store clickhouse://ch:9000/stb
+  python -m crm segment members @football-fans --limit 100 --store clickhouse://ch:9000/stb
   python -m crm churn train --store clickhouse://ch:9000/stb --model-dir /var/lib/stb/churn
   python -m crm churn score --store clickhouse://ch:9000/stb --model-dir /var/lib/stb/churn
   python -m crm churn evaluate --store clickhouse://ch:9000/stb --json churn-eval.json
@@ -89,9 +95,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     day.add_argument("--day", type=_day, metavar="YYYY-MM-DD", help="profiles of this day (default: the newest)")
     c = ssub.add_parser("count", parents=[common, day], help="how many households match")
     c.add_argument("expr", metavar="EXPR")
-    m = ssub.add_parser("members", parents=[common, day], help="the matching household ids, one a line")
+    m = ssub.add_parser("members", parents=[common, day],
+                        help="the matching households, one a line (keyed pseudonyms unless --identified)")
     m.add_argument("expr", metavar="EXPR")
-    m.add_argument("--limit", type=int, metavar="N", help="at most N ids")
+    m.add_argument("--limit", type=int, metavar="N", help="at most N households")
+    m.add_argument("--identified", action="store_true", help=IDENTIFIED_HELP)
     s = ssub.add_parser("save", parents=[common], help="save (a new version of) a named segment")
     s.add_argument("name", metavar="NAME")
     s.add_argument("expr", metavar="EXPR")
@@ -139,6 +147,7 @@ def _churn_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse
                                      "churn_scores, risk.churn_high / risk.churn_medium tags, churn_alerts for "
                                      "households entering the high band.")
     sc.add_argument("--top", type=int, default=5, metavar="N", help="riskiest households printed (default 5)")
+    sc.add_argument("--identified", action="store_true", help=IDENTIFIED_HELP)
     ev = csub.add_parser("evaluate", parents=[common, day], formatter_class=fmt,
                          help="out-of-time evaluation against rule baselines (and the simulator's truth)",
                          description="Train as of an earlier day and test on the later feature days whose outcome "
@@ -194,7 +203,7 @@ def _store_command(args: argparse.Namespace, settings: CrmSettings, store: Any) 
     if args.command == "segment":
         from crm.cli_segment import run_segment
 
-        return run_segment(args, store)
+        return run_segment(args, settings, store)
     if args.command == "profile":
         from crm.cli_profile import run_profile
 

@@ -122,6 +122,16 @@ class ChurnSettings:
 
 
 @dataclass(frozen=True)
+class PrivacySettings:
+    """Household ids in output (crm/export_ids.py): pseudonyms keyed by this 0600 file."""
+
+    key_file: str = ""                 # "" = no key: commands list ids only with --identified
+
+    def validate(self) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True)
 class CrmSettings:
     store: StoreSettings = field(default_factory=StoreSettings)
     subscribers: ImportSettings = field(default_factory=ImportSettings)
@@ -129,4 +139,5 @@ class CrmSettings:
     dayparts: DaypartSettings = field(default_factory=DaypartSettings)
     profile: ProfileSettings = field(default_factory=ProfileSettings)
     churn: ChurnSettings = field(default_factory=ChurnSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
     log: LogSettings = field(default_factory=lambda: LogSettings(format="text"))

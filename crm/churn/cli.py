@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -14,6 +16,7 @@ from crm.churn.features import day_number
 from crm.churn.scoring import score_day
 from crm.churn.train import save, train
 from crm.cli_profile import last_day
+from crm.export_ids import household_labeller
 from crm.settings import CrmSettings
 from warehouse import Warehouse
 
@@ -39,14 +42,19 @@ def run_churn(args: argparse.Namespace, settings: CrmSettings, store: Warehouse)
             print("  top features: " + ", ".join(f"{k} {v:.2f}" for k, v in top))
             return 0
         if args.action == "score":
+            label = _top_labeller(args, settings)  # a broken key file stops before scoring
             loaded = load_current(Path(args.model_dir or settings.churn.model_dir))
             report = score_day(store, day_number(day), settings, loaded, on_step=step)
             bar.close()
             b = report.bands
             print(f"{report.households:,} households scored for {report.day} with model {report.model_version}: "
                   f"high {b['high']:,}, medium {b['medium']:,}, low {b['low']:,}; {report.alerts:,} new alerts")
-            for hid, score, why in report.top[:args.top]:
-                print(f"  {hid:>12}  {score:6.3f}  " + "; ".join(why))
+            if label is not None:
+                for hid, score, why in report.top[:args.top]:
+                    print(f"  {label(hid):>17}  {score:6.3f}  " + "; ".join(why))
+            elif args.top > 0 and report.top:
+                print("churn score: riskiest households not listed: set [privacy] key_file for pseudonyms "
+                      "or pass --identified", file=sys.stderr)
             return 0
         result = evaluate(store, day, settings, truth=Path(args.truth) if args.truth else None, on_step=step)
     print("\n".join(table(result)))
@@ -54,3 +62,11 @@ def run_churn(args: argparse.Namespace, settings: CrmSettings, store: Warehouse)
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=2)
     return 0
+
+
+def _top_labeller(args: argparse.Namespace, settings: CrmSettings) -> Callable[[int], str] | None:
+    """How `score` lists its riskiest households; None: not at all (no key and no --identified).
+    Scoring is the command's job (the contract), so a missing key only drops the listing."""
+    if args.top <= 0 or not (args.identified or settings.privacy.key_file):
+        return None
+    return household_labeller(settings.privacy, args.identified)

@@ -74,7 +74,7 @@ def test_saved_segments_cli_and_ratings(store_url: str, capsys: pytest.CaptureFi
         assert capsys.readouterr().out.strip() == str(len(want(lambda h: h % 3 == 0 and h % 2 == 1)))
         assert main(["segment", "list", "--store", store_url]) == 0
         assert capsys.readouterr().out.strip() == "fans\tv2\tinterest.football and region = 'north'"
-        assert main(["segment", "members", "value = high", "--limit", "3", "--store", store_url]) == 0
+        assert main(["segment", "members", "value = high", "--limit", "3", "--identified", "--store", store_url]) == 0
         assert capsys.readouterr().out.split() == ["1", "2", "3"]
         assert main(["segment", "count", "minuts_28d > 1", "--store", store_url]) == 1
         assert "at 1; did you mean 'minutes_28d'?" in capsys.readouterr().err
