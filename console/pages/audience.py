@@ -2,7 +2,7 @@
 of a range of days, by channel, programme or daypart, with the daypart curve and the share as charts,
 the trend by day, and every table as CSV (/audience.csv).
 
-A range is read one day at a time (three small statements a day): up to AUDIENCE_DIRECT_DAYS days
+A range is read one day at a time (one small statement a day): up to AUDIENCE_DIRECT_DAYS days
 with ratings it is answered at once, a longer one runs as a background job with progress
 (console.reports). Over a range, channels and dayparts show the mean of the days with ratings (a
 label missing on a day counts 0 that day); programmes are airings, so each keeps its own day.
@@ -32,6 +32,7 @@ _COLUMNS = ("label", "rating", "reach", "share", "avg_minutes", "reached", "univ
 _MEANS = ("rating", "reach", "share", "avg_minutes", "reached", "universe")
 KNOWN_DAYS = 400  # the newest days with ratings offered in the day and range pickers
 PAGE_ROWS = 200
+RANGE_ROWS_PER_DAY = 1000  # a range step reads this many rows of each grouping (channels: all of them)
 
 
 async def _days(c: Console) -> list[str]:
@@ -45,38 +46,39 @@ def _names(db: Db) -> dict[int, str]:
                                                    "FROM {db}.channels GROUP BY channel_id")}
 
 
-def table_now(db: Db, day: str, by: str, limit: int = PAGE_ROWS, names: dict[int, str] | None = None
-              ) -> list[dict[str, Any]]:
-    """One day's rows for a grouping, best rated first (blocking: a report step)."""
+def tables_now(db: Db, day: str, groupings: tuple[str, ...], names: dict[int, str], limit: int = PAGE_ROWS
+               ) -> dict[str, list[dict[str, Any]]]:
+    """One day's rows for each grouping, best rated first, in one statement (blocking: a report step)."""
+    wanted = ", ".join(f"'{g}'" for g in groupings if g in GROUPINGS)
     rows = db.rows_now(
-        "SELECT channel_id, start_ms, title, daypart, rating, reach, share, avg_minutes, reached, universe "
-        "FROM {db}.ratings_daily FINAL WHERE day = toDate(%(day)s) AND by = %(by)s AND segment = '' "
-        f"ORDER BY rating DESC LIMIT {int(limit)}", {"day": day, "by": by})
-    names = _names(db) if names is None else names
-    out = []
-    for ch, start_ms, title, daypart, rating, reach, share, avg_min, reached, universe in rows:
+        "SELECT by, channel_id, start_ms, title, daypart, rating, reach, share, avg_minutes, reached, universe "
+        f"FROM {{db}}.ratings_daily FINAL WHERE day = toDate(%(day)s) AND by IN ({wanted}) AND segment = '' "
+        f"ORDER BY by, rating DESC LIMIT {int(limit)} BY by", {"day": day})
+    out: dict[str, list[dict[str, Any]]] = {g: [] for g in groupings}
+    for by, ch, start_ms, title, daypart, rating, reach, share, avg_min, reached, universe in rows:
         label = {"channel": names.get(int(ch), f"channel {ch}"), "daypart": str(daypart),
-                 "programme": f"{title} ({names.get(int(ch), ch)})"}[by]
-        out.append({"label": label, "start_ms": int(start_ms), "rating": float(rating), "reach": float(reach),
-                    "share": float(share), "avg_minutes": float(avg_min), "reached": int(reached),
-                    "universe": int(universe)})
+                 "programme": f"{title} ({names.get(int(ch), ch)})"}[str(by)]
+        out[str(by)].append({"label": label, "start_ms": int(start_ms), "rating": float(rating),
+                             "reach": float(reach), "share": float(share), "avg_minutes": float(avg_min),
+                             "reached": int(reached), "universe": int(universe)})
     return out
+
+
+def table_now(db: Db, day: str, by: str, limit: int = PAGE_ROWS) -> list[dict[str, Any]]:
+    """One day's rows for a grouping, best rated first (blocking)."""
+    return tables_now(db, day, (by,), _names(db), limit)[by]
 
 
 async def table(c: Console, day: str, by: str, limit: int = PAGE_ROWS) -> list[dict[str, Any]]:
     return await asyncio.to_thread(table_now, c.db, day, by, limit)
 
 
-def _day_total(db: Db, day: str) -> float:
-    rows = db.rows_now("SELECT sum(rating) FROM {db}.ratings_daily FINAL WHERE by = 'channel' AND segment = '' "
-                       "AND day = toDate(%(day)s)", {"day": day})
-    return float(rows[0][0]) if rows and rows[0][0] is not None else 0.0
-
-
-def _range_day(db: Db, day: str, by: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]], float]:
-    names = _names(db)
-    rows = table_now(db, day, by, names=names)
-    return day, rows, rows if by == "daypart" else table_now(db, day, "daypart", names=names), _day_total(db, day)
+def _range_day(db: Db, day: str, by: str, names: dict[int, str]
+               ) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]], float]:
+    """A range's step: the day's rows by the grouping, its dayparts and its total rating (the sum over
+    channels), one statement."""
+    got = tables_now(db, day, tuple(dict.fromkeys((by, "daypart", "channel"))), names, RANGE_ROWS_PER_DAY)
+    return day, got[by][:PAGE_ROWS], got["daypart"], sum(r["rating"] for r in got["channel"])
 
 
 def mean_of_days(days: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -102,7 +104,7 @@ def _charts(by: str, rows: list[dict[str, Any]], dayparts: list[dict[str, Any]],
     return {"by": by, "rows": rows, "curve": curve, "share": share, "trend_chart": trend_chart}
 
 
-def range_report(c: Console, days: list[str], first: str, last: str, by: str) -> Report:
+def range_report(c: Console, days: list[str], names: dict[int, str], first: str, last: str, by: str) -> Report:
     chosen = sorted(d for d in days if first <= d <= last)
 
     def finish(results: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]], float]]) -> dict[str, Any]:
@@ -116,10 +118,10 @@ def range_report(c: Console, days: list[str], first: str, last: str, by: str) ->
                 "csv_href": f"/audience.csv?from={first}&to={last}&by={by}"}
 
     return Report(f"audience:{first}:{last}:{by}", f"Audience, {first} to {last} by {by}", "audience_report.html",
-                  [partial(_range_day, c.db, d, by) for d in chosen], finish, AUDIENCE_DIRECT_DAYS)
+                  [partial(_range_day, c.db, d, by, names) for d in chosen], finish, AUDIENCE_DIRECT_DAYS)
 
 
-def csv_report(c: Console, days: list[str], first: str, last: str, by: str) -> Report:
+def csv_report(c: Console, days: list[str], names: dict[int, str], first: str, last: str, by: str) -> Report:
     chosen = sorted(d for d in days if first <= d <= last)
     filename = f"ratings-{first}-to-{last}-{by}.csv"
 
@@ -134,7 +136,7 @@ def csv_report(c: Console, days: list[str], first: str, last: str, by: str) -> R
         return {"csv": out.getvalue(), "filename": filename, "lines": lines_written}
 
     def step(day: str) -> tuple[str, list[dict[str, Any]]]:
-        return day, table_now(c.db, day, by, limit=100_000)
+        return day, tables_now(c.db, day, (by,), names, limit=100_000)[by]
 
     return Report(f"audience.csv:{first}:{last}:{by}", f"CSV export, {first} to {last} by {by}", "csv_ready.html",
                   [partial(step, d) for d in chosen], finish, AUDIENCE_DIRECT_DAYS)
@@ -170,7 +172,8 @@ def routes(c: Console) -> list[Route]:
             return c.render(request, "audience.html", user, status=400, error=asked, day=days[0], by=by, **common)
         if asked:
             first, last = asked
-            return await answer(c, request, user, range_report(c, days, first, last, by), "audience.html",
+            names = await asyncio.to_thread(_names, c.db)
+            return await answer(c, request, user, range_report(c, days, names, first, last, by), "audience.html",
                                 day="", **common)
         day = request.query_params.get("day", days[0])
         day = day if day in days else days[0]
@@ -190,7 +193,8 @@ def routes(c: Console) -> list[Route]:
         if isinstance(asked, str):
             return Response(asked, status_code=400, media_type="text/plain")
         if asked:
-            report = csv_report(c, await _days(c), asked[0], asked[1], by)
+            names = await asyncio.to_thread(_names, c.db)
+            report = csv_report(c, await _days(c), names, asked[0], asked[1], by)
             if is_long(report):
                 return start(c, request, user, report)
             done = await run_here(report)

@@ -29,12 +29,20 @@ pytestmark = pytest.mark.integration
 PASSWORD = "correct horse battery"
 LONG_DAYS = 40          # more than every report's direct limit (31, 14, 28 days)
 FIRST, LAST = "2026-10-01", "2026-11-09"
+PROFILED_FROM, PROFILED_DAYS = "2026-11-10", 20   # then the world's 2026-11-30 and 2026-12-01
 
 
 def seed_history(store: Warehouse) -> None:
-    """40 days of channel ratings (channel k rates k %) and 40 days of v3 impressions (one a day,
-    every fourth clicked) before the small world's day."""
+    """40 days of channel ratings (channel k rates k %), 40 days of v3 impressions (one a day, every
+    fourth clicked) and 20 more profiled days (50 football fans a day) before the small world's days."""
     db = store.database
+    store.execute(f"INSERT INTO {db}.household_profiles (household_id, day, minutes_7d, minutes_28d, active_days_28d, "
+                  f"days_since_view, region, status, products, tenure_days, computed_ms) SELECT number % 300 + 1, "
+                  f"toDate('{PROFILED_FROM}') + intDiv(number, 300), 300, 1200, 20, 0, 'north', 'active', 'basic', "
+                  f"400, 900 FROM system.numbers LIMIT {300 * PROFILED_DAYS}")
+    store.execute(f"INSERT INTO {db}.household_tags (household_id, tag, level, score, day, computed_ms) "
+                  f"SELECT (number % 50) * 3 + 1, 'interest.football', '', 1.0, toDate('{PROFILED_FROM}') + "
+                  f"intDiv(number, 50), 900 FROM system.numbers LIMIT {50 * PROFILED_DAYS}")
     store.execute(f"INSERT INTO {db}.ratings_daily (day, by, segment, channel_id, start_ms, stop_ms, programme_id, "
                   f"daypart, title, rating, reach, share, avg_minutes, credited_minutes, reached, universe, "
                   f"computed_ms) SELECT toDate('{FIRST}') + intDiv(number, 5), 'channel', '', number % 5 + 1, 0, 0, 0, "
@@ -129,6 +137,24 @@ def test_a_long_csv_export_and_the_recommender_over_all_history(client: TestClie
     page = finished(client, ctr)
     for version, imps, clicks in (("v1", 200, 20), ("v2", 200, 40), ("v3", LONG_DAYS, LONG_DAYS // 4)):
         assert re.search(rf"<td>{version}</td><td>{imps}</td><td>{clicks}</td>", page), (version, page)
+
+
+def test_a_saved_segments_long_size_history(client: TestClient) -> None:
+    login(client, "mia")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/segments").text)
+    assert token
+    assert client.post("/segments/save", data={"name": "fans", "expr": "interest.football"}).status_code == 403
+    saved = client.post("/segments/save", data={"name": "fans", "expr": "interest.football",
+                                                "csrf_token": token.group(1)}, follow_redirects=False)
+    assert saved.status_code == 303
+    page = client.get("/segments?name=fans&days=30").text  # 22 profiled days: not on the page itself
+    assert "30 days is a long report" in page and "/segments/history?name=fans&amp;days=30" in page
+    short = client.get("/segments/history?name=fans&days=14", follow_redirects=False)
+    assert short.status_code == 303 and short.headers["location"] == "/segments?name=fans&expr=%40fans&days=14"
+    history = finished(client, started(client, "/segments/history?name=fans&days=30"))
+    rows = re.findall(r"<tr><td>(\d{4}-\d\d-\d\d)</td><td>(\d+)</td></tr>", history)
+    assert len(rows) == PROFILED_DAYS + 2 and rows[0] == (PROFILED_FROM, "50") and rows[-1] == ("2026-12-01", "100")
+    assert "<svg" in history and "Back to @fans" in history
 
 
 def test_running_reports_are_limited_per_user(client: TestClient) -> None:
