@@ -3,8 +3,10 @@
     python -m console --store URL [--listen HOST:PORT] [--recommender HOST:PORT] [--config FILE]
     python -m console user add NAME --role viewer|marketer|admin --store URL   (password: stdin)
 
-Starlette + Jinja2, no build step and no JavaScript needed (a small script only adds the live
-segment count); charts are inline SVG drawn by console.charts, each with a table or CSV beside it.
+Starlette + Jinja2, no build step and no JavaScript needed (small scripts only add the live
+segment count and a long report's progress); charts are inline SVG drawn by console.charts, each
+with a table or CSV beside it. Long reports run as per-user background jobs (console.reports,
+console.jobs).
 
 Errors:
     ConsoleError            root
