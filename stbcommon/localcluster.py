@@ -40,15 +40,20 @@ class ZooKeeper(_Process):
             raise ServerError("zookeeper is not installed: run scripts/install-servers.sh (or `make test`)")
         (self.folder / "data").mkdir(exist_ok=True)
         return [_find("java"), f"-Xmx{self.heap_mb}m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                "-Dzookeeper.admin.enableServer=false", "-Dzookeeper.4lw.commands.whitelist=ruok",
+                "-Dzookeeper.admin.enableServer=false", "-Dzookeeper.4lw.commands.whitelist=srvr",
                 "-cp", ZOOKEEPER_JAR, "org.apache.zookeeper.server.ZooKeeperServerMain",
                 str(self.port), str(self.folder / "data")]
 
     def _ready(self) -> bool:
+        """Serving sessions, not only listening: `ruok` answers before the database is loaded, and
+        ZooKeeper then drops a client's handshake (18.16 gives up on ZooKeeper for good)."""
         try:
             with socket.create_connection((self.host, self.port), timeout=0.5) as s:
-                s.sendall(b"ruok")
-                return s.recv(4) == b"imok"
+                s.sendall(b"srvr")
+                answer = b""
+                while chunk := s.recv(4096):
+                    answer += chunk
+            return b"Mode: standalone" in answer
         except OSError:
             return False
 
@@ -68,6 +73,22 @@ class ClusterNode(ClickHouseServer):
         (etc / "config.d" / "cluster.xml").write_text(self.config_xml)
         return [f"--config-file={etc / 'config.xml'}" if arg.startswith("--config-file=") else arg
                 for arg in super()._command()]
+
+    def _ready(self) -> bool:
+        """Up and talking to ZooKeeper: 18.16 crashes (NULL ZooKeeper session) on an ON CLUSTER
+        statement that arrives before its session is established."""
+        if not super()._ready():
+            return False
+        from clickhouse_driver import Client
+
+        client = Client(self.host, port=self.tcp_port, connect_timeout=1)
+        try:
+            client.execute("SELECT count() FROM system.zookeeper WHERE path = '/'")
+            return True
+        except Exception:
+            return False
+        finally:
+            client.disconnect()
 
 
 class LocalCluster:
