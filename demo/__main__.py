@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-console", action="store_true",
                    help="do not leave the operator console running at the end (it starts, is checked, stops)")
     args = p.parse_args(argv)
+    # Ctrl-C and SIGTERM both stop the demo cleanly, also when started where SIGINT was ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
 
     work = Path(args.dir).resolve()
     shutil.rmtree(work, ignore_errors=True)
@@ -92,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         if collector is not None:
             collector.close()
         broker.stop()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _run_with_progress(plan: FleetPlan, collector: CollectorProcess) -> dict[str, int]:
