@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -38,8 +39,13 @@ def run_crm(store_url: str, work: Path, plan: FleetPlan, households: Households)
     if plan.days < 90:
         print("   churn early warning: needs 90+ simulated days (--days 90) to train", flush=True)
         return
+    # Households leave the store as keyed pseudonyms (docs/SECURITY.md): the demo makes its own key.
+    key = work / "pseudonym.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    env = {**os.environ, "STB_CRM__PRIVACY__KEY_FILE": str(key)}
     for step in (["churn", "train", "--model-dir", str(work / "churn")],
                  ["churn", "score", "--model-dir", str(work / "churn"), "--top", "3"]):
         run = subprocess.run([sys.executable, "-m", "crm", *step, "--store", store_url, "--no-progress"],
-                             capture_output=True, text=True, timeout=1800)
+                             capture_output=True, text=True, timeout=1800, env=env)
         print("\n".join("   " + line for line in (run.stdout or run.stderr).strip().splitlines()), flush=True)
