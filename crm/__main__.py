@@ -215,7 +215,7 @@ def _store_command(args: argparse.Namespace, settings: CrmSettings, store: Any) 
     if args.command == "forget":
         from crm.forget import run_forget
 
-        return run_forget(args, store)
+        return run_forget(args, settings, store)
     raise ValueError(f"unknown command {args.command}")
 
 

@@ -11,8 +11,10 @@ chdb alike); the command then polls `system.mutations` until none of those table
 mutation and re-counts: it returns only when no row is left, and fails (non-zero, one line) if the
 mutations do not finish within the timeout. Running it again finds nothing and exits 0.
 
-The request is recorded in `forget_requests` as a keyed hash of the id (sipHash64 of
-"forget:<id>"), the times, and how many tables and rows were removed — not the id itself.
+The request is recorded in `forget_requests` with the times and how many tables and rows were
+removed — never the id: its `household_key` is the household's keyed pseudonym (the 64 bits of
+stbcommon.pseudonym with `[privacy] key_file`), so only the key's holder can tell whose request
+it was; without a key it is 0 (an unkeyed hash could be reversed by trying every id).
 
 Not covered: model files on disk (the recommender's artifact holds household ids until its next
 training; churn models hold none), and data arriving after the request (a box still reporting).
@@ -25,7 +27,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from crm.errors import CrmError
+from crm.settings import CrmSettings
+from stbcommon.pseudonym import Pseudonymizer
 from warehouse import Warehouse
 
 POLL_S = 0.2
@@ -62,7 +68,7 @@ def _tables(warehouse: Warehouse) -> tuple[list[str], list[str]]:
 
 
 def forget(warehouse: Warehouse, households: Sequence[int], *, timeout_s: float = 600.0,
-           on_progress: Callable[[str], None] | None = None) -> ForgetReport:
+           on_progress: Callable[[str], None] | None = None, pseudonyms: Pseudonymizer | None = None) -> ForgetReport:
     started = time.monotonic()
     requested_ms = int(time.time() * 1000)
     db = warehouse.database
@@ -100,21 +106,27 @@ def forget(warehouse: Warehouse, households: Sequence[int], *, timeout_s: float 
                                 f"({pending} mutations pending); they continue in the server: run forget again")
         time.sleep(POLL_S)
     rows = sum(doomed.values())
-    warehouse.execute(
-        f"INSERT INTO {db}.forget_requests (household_key, requested_ms, completed_ms, tables, rows) "
-        f"SELECT sipHash64(concat('forget:', toString(h))), {requested_ms}, {int(time.time() * 1000)}, "
-        f"{len(doomed)}, {rows} FROM (SELECT arrayJoin([{ids}]) AS h)")
+    unique = sorted({int(h) for h in households})
+    n = len(unique)
+    warehouse.insert_columns("forget_requests", {
+        "household_key": np.array([int(pseudonyms(h)[1:], 16) if pseudonyms else 0 for h in unique], dtype=np.uint64),
+        "requested_ms": np.full(n, requested_ms, dtype=np.int64),
+        "completed_ms": np.full(n, int(time.time() * 1000), dtype=np.int64),
+        "tables": np.full(n, len(doomed), dtype=np.uint32), "rows": np.full(n, rows, dtype=np.uint64)})
     return ForgetReport(len(set(households)), rows, doomed, time.monotonic() - started)
 
 
-def run_forget(args: argparse.Namespace, warehouse: Warehouse) -> int:
+def run_forget(args: argparse.Namespace, settings: CrmSettings, warehouse: Warehouse) -> int:
     from tqdm import tqdm
 
+    key_file = settings.privacy.key_file
+    pseudonyms = Pseudonymizer.from_file(key_file) if key_file else None
     with tqdm(unit="step", disable=args.no_progress, desc="forget", bar_format="{desc}: {postfix} [{elapsed}]") as bar:
         def progress(what: str) -> None:
             bar.set_postfix_str(what)   # a table whose delete was issued, then the wait
 
-        report = forget(warehouse, args.households, timeout_s=float(args.timeout), on_progress=progress)
+        report = forget(warehouse, args.households, timeout_s=float(args.timeout), on_progress=progress,
+                        pseudonyms=pseudonyms)
     tables = ", ".join(f"{t} {n:,}" for t, n in sorted(report.tables.items())) or "nothing held"
     print(f"forgot {report.households} household(s): {report.rows:,} rows removed ({tables}) in "
           f"{report.seconds:.1f}s; request recorded")

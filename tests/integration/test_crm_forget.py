@@ -9,6 +9,7 @@ import pytest
 
 from crm.__main__ import main
 from crm.forget import forget
+from stbcommon.pseudonym import Pseudonymizer
 from tests.integration.crm_support import event_rows, store_url, warehouse  # noqa: F401  (fixtures)
 from tests.integration.test_crm_profiles import store_url_of
 from warehouse import Warehouse
@@ -66,15 +67,17 @@ def test_forget_removes_households_everywhere_and_waits(warehouse: Warehouse,  #
     db = warehouse.database
     assert warehouse.query_rows("SELECT count() FROM system.mutations WHERE database = %(db)s AND is_done = 0",
                                 {"db": db}) == [(0,)]
-    # the request is recorded as a keyed hash, never the id
+    # the request is recorded without the id: no pseudonym key configured, so no key at all
     keys = warehouse.query_rows(f"SELECT household_key, tables, rows FROM {db}.forget_requests ORDER BY household_key")
-    expected = warehouse.query_rows("SELECT sipHash64('forget:1'), sipHash64('forget:2')")[0]
-    assert sorted(k for k, _, _ in keys) == sorted(expected) and {(t, r) for _, t, r in keys} == {(7, 27)}
+    assert [k for k, _, _ in keys] == [0, 0] and {(t, r) for _, t, r in keys} == {(7, 27)}
     # again: nothing left to remove, exit 0, recorded again
     assert main(["forget", "2", "1", "--store", store_url_of(warehouse)]) == 0
     assert "0 rows removed (nothing held)" in capsys.readouterr().out
     assert warehouse.query_rows(f"SELECT count() FROM {db}.forget_requests") == [(4,)]
-    assert forget(warehouse, [3]).rows == 8 + 5 + 1  # events 8, one row in five other tables, a dead letter
+    names = Pseudonymizer(b"k" * 32)   # with a key: the household's pseudonym, only the key's holder can link it
+    assert forget(warehouse, [3], pseudonyms=names).rows == 8 + 5 + 1  # events 8, a row in five tables, a dead letter
+    assert warehouse.query_rows(f"SELECT household_key FROM {db}.forget_requests WHERE rows = 14") == [
+        (int(names(3)[1:], 16),)]
     assert all(not ids for ids in holdings(warehouse).values() if ids != ["unknown"])
 
 
