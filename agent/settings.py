@@ -10,12 +10,11 @@ This module imports nothing heavy: firmware reads it before deciding to start an
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from proto.telemetry import DEVICE_ID_RE, MAX_EVENTS_PER_BATCH, MAX_FIRMWARE_LEN, MAX_PAYLOAD_BYTES, REGION_RE, U64
-from stbcommon.settings import LogSettings, MetricsSettings
+from stbcommon.settings import LogSettings, MetricsSettings, tls_file_problems
 
 ENV_PREFIX = "STB_AGENT"
 FSYNC_POLICIES = ("batch", "event", "off")
@@ -67,14 +66,7 @@ class AgentMqttSettings:
             parts.port  # noqa: B018 (raises for a bad port)
         except ValueError:
             problems.append(f"url: {self.url!r} has an invalid port")
-        for name in ("ca_file", "cert_file", "key_file"):
-            path = getattr(self, name)
-            if path and not os.path.isfile(path):
-                problems.append(f"{name}: {path} does not exist")
-            if path and parts.scheme == "mqtt":
-                problems.append(f"{name}: TLS files need an mqtts:// url")
-        if self.key_file and not self.cert_file:
-            problems.append("key_file: needs cert_file")
+        problems.extend(tls_file_problems(self.url, self.ca_file, self.cert_file, self.key_file))
         if not 5 <= self.keepalive_s <= 65535:
             problems.append("keepalive_s: 5..65535")
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s:

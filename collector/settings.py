@@ -7,14 +7,13 @@ variables `STB_COLLECTOR__SECTION__KEY` (e.g. `STB_COLLECTOR__MQTT__URL`,
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from proto.telemetry import MAX_EVENTS_PER_BATCH, MAX_PAYLOAD_BYTES, TOPIC_FILTER
-from stbcommon.settings import LogSettings, MetricsSettings
+from stbcommon.settings import LogSettings, MetricsSettings, tls_file_problems
 from warehouse.errors import WarehouseURLError
 from warehouse.url import parse_store_url
 
@@ -60,14 +59,7 @@ class MqttSettings:
             problems.append("session_expiry_s: must be >= 0")
         if self.keepalive_s < 5:
             problems.append("keepalive_s: must be >= 5")
-        for name in ("ca_file", "cert_file", "key_file"):
-            path = getattr(self, name)
-            if path and not os.path.isfile(path):
-                problems.append(f"{name}: {path} does not exist")
-        if self.key_file and not self.cert_file:
-            problems.append("key_file: needs cert_file")
-        if (self.cert_file or self.ca_file) and not self.url.startswith("mqtts://"):
-            problems.append("ca_file/cert_file: TLS settings need an mqtts:// url")
+        problems.extend(tls_file_problems(self.url, self.ca_file, self.cert_file, self.key_file))
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
             problems.append("reconnect_min_s/reconnect_max_s: need 0 < min <= max")
         if self.max_buffered_bytes < 4 * MAX_PAYLOAD_BYTES:

@@ -8,9 +8,10 @@ connection per batch; nothing here survives between batches.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from stbcommon.settings import tls_file_problems
 
 MAX_WINDOW = 65_534  # PUBLISHes in flight: below the 65,535 packet ids, so none is reused in flight
 
@@ -40,14 +41,7 @@ class MarketingMqttSettings:
                 problems.append(f"url: {self.url!r} has an invalid port")
         if not 1 <= len(self.client_id.encode()) <= 128:
             problems.append("client_id: 1..128 bytes")
-        for name in ("ca_file", "cert_file", "key_file"):
-            path = getattr(self, name)
-            if path and not os.path.isfile(path):
-                problems.append(f"{name}: {path} does not exist")
-        if self.key_file and not self.cert_file:
-            problems.append("key_file: needs cert_file")
-        if (self.ca_file or self.cert_file) and parts.scheme != "mqtts":
-            problems.append("ca_file/cert_file: TLS settings need an mqtts:// url")
+        problems.extend(tls_file_problems(self.url, self.ca_file, self.cert_file, self.key_file))
         if not 0 < self.connect_timeout_s <= 600:
             problems.append("connect_timeout_s: (0, 600] seconds")
         if not 0 < self.ack_timeout_s <= 3600:

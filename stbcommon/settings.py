@@ -273,3 +273,16 @@ class LogSettings:
         if self.format not in ("json", "text"):
             problems.append("format: json or text")
         return problems
+
+
+def tls_file_problems(url: str, ca_file: str, cert_file: str, key_file: str) -> list[str]:
+    """The `[mqtt]` TLS files of a client (agent, collector, marketing): each exists, a key has its
+    certificate, and TLS files come with an mqtts:// url."""
+    problems = [f"{name}: {path} does not exist" for name, path in
+                (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file))
+                if path and not os.path.isfile(path)]
+    if key_file and not cert_file:
+        problems.append("key_file: needs cert_file")
+    if (ca_file or cert_file or key_file) and not url.startswith("mqtts://"):
+        problems.append("ca_file/cert_file/key_file: TLS settings need an mqtts:// url")
+    return problems
