@@ -25,6 +25,8 @@ from stbcommon.localservers import ClickHouseServer
 from warehouse import open_warehouse
 
 SEED = 7
+WORLD_TABLES = ("events", "channels", "programmes", "airings", "subscribers", "subscriber_history",
+                "household_profiles", "household_tags")
 
 
 def quality(tmp: Path, households: int, days: int) -> dict[str, Any]:
@@ -32,20 +34,24 @@ def quality(tmp: Path, households: int, days: int) -> dict[str, Any]:
     out: dict[str, Any] = {"households": households, "days": days}
     with ClickHouseServer(tmp / "clickhouse") as server:
         runs: dict[str, dict[str, Any]] = {}
-        for name in ("targeted", "random"):
-            store = open_warehouse(server.url(f"bench_mkt_{name}"))
-            store.migrate()
-            try:
-                load_world(store, world, tmp)
-                segment = TARGETED
-                if name == "random":  # the same number of households, drawn by a stable hash
-                    from crm import segments
+        stores = {name: open_warehouse(server.url(f"bench_mkt_{name}")) for name in ("targeted", "random")}
+        try:
+            for store in stores.values():
+                store.migrate()
+            load_world(stores["targeted"], world, tmp)
+            for table in WORLD_TABLES:  # the same world for the random audience, copied rather than simulated again
+                stores["random"].execute(f"INSERT INTO {stores['random'].database}.{table} "
+                                         f"SELECT * FROM {stores['targeted'].database}.{table}")
+            from crm import segments
 
-                    size = segments.count(store, TARGETED)
-                    total = segments.count(store, "minutes_28d >= 0")
-                    segment = f"bucket('random') < {max(1, round(10_000 * size / max(total, 1)))}"
-                runs[name] = run_campaign(store, world, segment, SEED)
-            finally:
+            size = segments.count(stores["targeted"], TARGETED)
+            total = segments.count(stores["targeted"], "minutes_28d >= 0")
+            # the same number of households, drawn by a stable hash
+            random_segment = f"bucket('random') < {max(1, round(10_000 * size / max(total, 1)))}"
+            runs["targeted"] = run_campaign(stores["targeted"], world, TARGETED, SEED)
+            runs["random"] = run_campaign(stores["random"], world, random_segment, SEED)
+        finally:
+            for store in stores.values():
                 store.execute(f"DROP DATABASE IF EXISTS {store.database}")
                 store.close()
     for name, run in runs.items():
@@ -66,7 +72,10 @@ def quality(tmp: Path, households: int, days: int) -> dict[str, Any]:
                 "first_message_ratio": (out["targeted_first_message_conversion"] /
                                         out["random_first_message_conversion"]
                                         if out["random_first_message_conversion"] else None),
-                "appeal": target["appeal"], "waves": report["waves"], "funnel": report["funnel"]})
+                "appeal": target["appeal"], "waves": report["waves"], "funnel": report["funnel"],
+                "wave_allocation": [{"wave": w["wave"], "sent": w["sent"],
+                                     "allocation": {k: round(v, 3) for k, v in w["allocation"].items()}}
+                                    for w in report["waves"]]})
     best = max(VARIANTS, key=lambda v: target["appeal"][v])
     last = report["waves"][-1] if report["waves"] else {"allocation": {}}
     out["best_variant"] = best

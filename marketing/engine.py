@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from marketing import store as campaigns
-from marketing.allocation import assign_variants, seed_for, thompson_shares
+from marketing.allocation import assign_variants, seed_for, thompson_shares_by_wave
 from marketing.audience import Boxes, consenting, segment_members, unsubscribed
 from marketing.campaign import Campaign
 from marketing.caps import Candidates, SendHistory, decide
@@ -238,21 +238,31 @@ class Engine:
         """Variant ids for n sends of a wave, by Thompson sampling on what each variant converted so far."""
         order = [v.id for v in campaign.variants]
         db = self.warehouse.database
-        sent = dict(self.warehouse.query_rows(
-            f"SELECT variant, count() FROM {db}.deliveries WHERE campaign = %(c)s AND status = 'sent' GROUP BY variant",
-            {"c": campaign.id}))
-        converted = dict(self.warehouse.query_rows(
-            f"SELECT variant, count() FROM (SELECT household_id, argMax(state, at_ms) AS state, "
-            f"argMax(variant, at_ms) AS variant FROM {db}.contacts WHERE campaign = %(c)s GROUP BY household_id) "
-            "WHERE state = 'converted' GROUP BY variant", {"c": campaign.id}))
-        shares = thompson_shares({v: int(sent.get(v, 0)) for v in order}, {v: int(converted.get(v, 0)) for v in order},
-                                 floor=self.settings.allocation.floor, seed=seed_for(campaign.id, wave) ^ now_ms)
+        sent_by = self.warehouse.query_rows(
+            f"SELECT wave, variant, count() FROM {db}.deliveries WHERE campaign = %(c)s AND status = 'sent' "
+            "GROUP BY wave, variant", {"c": campaign.id})
+        converted_by = self.warehouse.query_rows(
+            f"SELECT wave, variant, count() FROM (SELECT household_id, argMax(state, at_ms) AS state, "
+            f"argMax(wave, at_ms) AS wave, argMax(variant, at_ms) AS variant FROM {db}.contacts "
+            "WHERE campaign = %(c)s GROUP BY household_id) WHERE state = 'converted' GROUP BY wave, variant",
+            {"c": campaign.id})
+        strata: dict[int, dict[str, list[int]]] = {}
+        for w, v, n in sent_by:
+            strata.setdefault(int(w), {}).setdefault(str(v), [0, 0])[0] = int(n)
+        for w, v, n in converted_by:
+            cell = strata.setdefault(int(w), {}).setdefault(str(v), [0, 0])
+            cell[1] = min(int(n), cell[0])   # a conversion is credited to a message that was sent
+        sent = {v: sum(s.get(v, [0, 0])[0] for s in strata.values()) for v in order}
+        converted = {v: sum(s.get(v, [0, 0])[1] for s in strata.values()) for v in order}
+        shares = thompson_shares_by_wave([{v: (c[0], c[1]) for v, c in s.items()} for _, s in sorted(strata.items())],
+                                         order, floor=self.settings.allocation.floor,
+                                         seed=seed_for(campaign.id, wave) ^ now_ms)
         picks = assign_variants([shares[v] for v in order], n, seed_for(campaign.id, wave) ^ now_ms)
         self.warehouse.insert_columns("allocations", {
             "campaign": text_column([campaign.id] * len(order)), "wave": np.full(len(order), wave, dtype=np.uint16),
             "variant": text_column(order), "share": np.array([shares[v] for v in order], dtype=np.float64),
-            "sent": np.array([int(sent.get(v, 0)) for v in order], dtype=np.uint64),
-            "converted": np.array([int(converted.get(v, 0)) for v in order], dtype=np.uint64),
+            "sent": np.array([sent[v] for v in order], dtype=np.uint64),
+            "converted": np.array([converted[v] for v in order], dtype=np.uint64),
             "decided_ms": np.full(len(order), now_ms, dtype=np.int64)})
         return np.asarray(order, dtype=object)[picks]
 

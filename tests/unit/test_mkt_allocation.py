@@ -72,3 +72,29 @@ def test_seed_for_is_stable_and_distinct() -> None:
     assert len({seed_for("euro-final", 1), seed_for("euro-final", 2), seed_for("euro-semi", 1)}) == 3
     assert 0 <= seed_for("euro-final", 1) < 2**63
     assert seed_for("euro-final", 1) == 6857358506023352800    # pinned: stable across processes
+
+
+def test_by_wave_with_no_sends_is_equal_and_sums_to_one() -> None:
+    from marketing.allocation import thompson_shares_by_wave
+
+    assert thompson_shares_by_wave([], ["a", "b", "c"], seed=1) == {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}
+    shares = thompson_shares_by_wave([{"a": (100, 10), "b": (100, 2)}], ["a", "b", "c"], seed=1)
+    assert sum(shares.values()) == pytest.approx(1.0) and min(shares.values()) >= 0.05 - 1e-12
+
+
+def test_by_wave_compares_variants_within_each_wave_not_pooled() -> None:
+    """Simpson's paradox: `a` wins both waves, but most of its sends went to the weak later wave, so
+    pooled counts (a 68/1400 = 4.9 %, b 41/600 = 6.8 %) would pick `b`."""
+    from marketing.allocation import thompson_shares, thompson_shares_by_wave
+
+    strata = [{"a": (500, 50), "b": (500, 40)}, {"a": (900, 18), "b": (100, 1)}]
+    by_wave = thompson_shares_by_wave(strata, ["a", "b"], floor=0.05, seed=3)
+    pooled = thompson_shares({"a": 1400, "b": 600}, {"a": 68, "b": 41}, floor=0.05, seed=3)
+    assert by_wave["a"] > 0.8 and pooled["b"] > 0.8
+
+
+def test_by_wave_refuses_impossible_counts() -> None:
+    from marketing.allocation import thompson_shares_by_wave
+
+    with pytest.raises(ValueError):
+        thompson_shares_by_wave([{"a": (10, 11)}], ["a"], seed=1)
