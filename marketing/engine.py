@@ -247,11 +247,11 @@ class Engine:
             "WHERE campaign = %(c)s GROUP BY household_id) WHERE state = 'converted' GROUP BY wave, variant",
             {"c": campaign.id})
         strata: dict[int, dict[str, list[int]]] = {}
-        for w, v, n in sent_by:
-            strata.setdefault(int(w), {}).setdefault(str(v), [0, 0])[0] = int(n)
-        for w, v, n in converted_by:
+        for w, v, count in sent_by:
+            strata.setdefault(int(w), {}).setdefault(str(v), [0, 0])[0] = int(count)
+        for w, v, count in converted_by:
             cell = strata.setdefault(int(w), {}).setdefault(str(v), [0, 0])
-            cell[1] = min(int(n), cell[0])   # a conversion is credited to a message that was sent
+            cell[1] = min(int(count), cell[0])   # a conversion is credited to a message that was sent
         sent = {v: sum(s.get(v, [0, 0])[0] for s in strata.values()) for v in order}
         converted = {v: sum(s.get(v, [0, 0])[1] for s in strata.values()) for v in order}
         shares = thompson_shares_by_wave([{v: (c[0], c[1]) for v, c in s.items()} for _, s in sorted(strata.items())],

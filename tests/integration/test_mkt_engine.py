@@ -109,7 +109,8 @@ def test_a_guide_trigger_fills_the_airing_into_the_message_once_per_airing(store
 
 
 def test_answers_set_states_waves_recontact_and_an_unsubscribe_is_honoured_everywhere(store: Warehouse) -> None:
-    registry.create(store, campaign_file("w", holdout=0.0, waves="[waves]\ncount = 2\nafter_hours = 1"))
+    registry.create(store, campaign_file("w", holdout=0.0, waves="[waves]\ncount = 2\nafter_hours = 1",
+                                         variants=("a", "b")))
     rec = Recorder()
     loose = {"rules": (CapRule("channel", 5, 1),)}        # the default product cap would hold wave 2 a week
     engine(store, rec, **loose).cycle(NOW)
@@ -125,6 +126,7 @@ def test_answers_set_states_waves_recontact_and_an_unsubscribe_is_honoured_every
     assert {int(m.topic.split("/")[3].split("-")[1]) for m in rec.sent[before:]} == \
         set(FANS) - {a, b, c, NO_BOX}
     assert all(p["id"] != q["id"] for p, q in zip(again, rec.payloads()[:len(again)], strict=False))
+    assert {p["variant"] for p in again} == {"a", "b"}     # each wave-2 send got its own draw (floor 5 %)
     assert states(store, "w")[d][1] == "no_response"
     registry.create(store, campaign_file("next", holdout=0.0))
     mark = len(rec.sent)
