@@ -3,7 +3,8 @@
 Intention to treat: `treated` are the audience households outside the holdout whether or not a
 cap let a message through; `holdout` the rest. A household converts when it accepts (answer 2)
 or, within `attribution_days` of the campaign's first send, the product appears in its
-subscriber record — the only way a holdout household can convert, so the difference is the
+subscriber record, or — a guide campaign that tunes or records — it watches 5 minutes of the
+promoted airing: the ways a holdout household can convert too, so the difference is the
 campaign's effect. A variant is credited with a household's conversion through the household's
 last message (the accepted one: nobody is sent a message after accepting).
 
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from marketing.states import STATES, extract_converters, first_send_ms
+from marketing.states import STATES, converters, first_send_ms
 from marketing.store import CampaignRecord
 from marketing.uplift import Uplift, uplift
 from warehouse import Warehouse
@@ -35,8 +36,7 @@ def build_report(warehouse: Warehouse, record: CampaignRecord) -> dict[str, Any]
     held = np.asarray(got["holdout"], dtype=np.uint8) == 1
     state = np.asarray(got["state"], dtype=object)
     first = first_send_ms(warehouse, campaign.id)
-    bought = (extract_converters(warehouse, campaign.product, first, campaign.attribution_days)
-              if first is not None else np.empty(0, dtype=np.uint64))
+    bought = converters(warehouse, campaign, first) if first is not None else np.empty(0, dtype=np.uint64)
     converted = (state == "converted") | np.isin(ids, bought)
     funnel = {s: int(((state == s) & ~held).sum()) for s in STATES}
     effect = uplift(int((~held).sum()), int((converted & ~held).sum()), int(held.sum()), int((converted & held).sum()))

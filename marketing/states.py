@@ -6,7 +6,8 @@
                    counts as no answer) — re-contacted while waves remain
     interested     answered 1
     converted      answered 2 (accepted), or the product appeared in the subscriber extract within
-                   `attribution_days` of the campaign's first send
+                   `attribution_days` of the campaign's first send, or (a guide campaign that tunes
+                   or records) the household watched 5 minutes of the promoted airing
     refused        answered 3
     unsubscribed   answered 4; every later campaign leaves the household alone
 
@@ -121,6 +122,42 @@ def extract_converters(warehouse: Warehouse, product: str, since_ms: int, days: 
     return np.unique(np.asarray(got["household_id"], dtype=np.uint64))
 
 
+WATCHED_MS: Final = 5 * 60_000   # a promoted airing counts as watched after 5 minutes of it
+
+
+def airing_watchers(warehouse: Warehouse, campaign: str) -> np.ndarray:
+    """Households that watched at least 5 minutes of an airing the campaign promoted (its guide
+    occasions with a message sent), whether or not they got the message: a tune/record campaign's
+    conversion, measurable in the holdout too."""
+    db = warehouse.database
+    keys = [str(k) for (k,) in warehouse.query_rows(
+        f"SELECT DISTINCT occasion FROM {db}.deliveries WHERE campaign = %(c)s AND status = 'sent' "
+        "AND startsWith(occasion, 'airing:')", {"c": campaign})]
+    spans = []
+    for key in keys:
+        _, channel, start = key.split(":")
+        got = warehouse.query_rows(f"SELECT max(stop_ms) FROM {db}.airings FINAL WHERE channel_id = %(ch)s "
+                                   "AND start_ms = %(start)s", {"ch": int(channel), "start": int(start)})
+        if got and got[0][0]:
+            spans.append(f"(channel_id = {int(channel)} AND least(ts_ms + duration_s * 1000, {int(got[0][0])}) - "
+                         f"greatest(ts_ms, {int(start)}) >= {WATCHED_MS})")
+    if not spans:
+        return np.empty(0, dtype=np.uint64)
+    got_ids = warehouse.query_columns(f"SELECT DISTINCT household_id FROM {db}.events WHERE kind = 'view' AND "
+                                      f"({' OR '.join(spans)})")
+    return np.unique(np.asarray(got_ids["household_id"], dtype=np.uint64))
+
+
+def converters(warehouse: Warehouse, campaign: Campaign, first_ms: int) -> np.ndarray:
+    """Conversions the boxes' answers do not show: the product in the extract within attribution_days
+    of the first send, and, for a guide campaign that tunes or records, the promoted airing watched."""
+    out = extract_converters(warehouse, campaign.product, first_ms, campaign.attribution_days)
+    promotes_airing = any(v.action.get("type") in ("tune", "record") for v in campaign.variants)
+    if campaign.trigger is not None and campaign.trigger.kind == "guide" and promotes_airing:
+        out = np.union1d(out, airing_watchers(warehouse, campaign.id))
+    return out
+
+
 def derive(book: ContactBook, sends: Sends, answers: Answers, converters: np.ndarray, now_ms: int,
            after_ms: int) -> np.ndarray:
     """The state each household of `sends` is in now (aligned to sends.household_id)."""
@@ -158,8 +195,8 @@ def update(warehouse: Warehouse, campaign: Campaign, now_ms: int) -> dict[str, i
     book = ContactBook.load(warehouse, campaign.id)
     answers = Answers.load(warehouse, campaign.id)
     first = first_send_ms(warehouse, campaign.id) or now_ms
-    converters = extract_converters(warehouse, campaign.product, first, campaign.attribution_days)
-    state = derive(book, sends, answers, converters, now_ms, int(campaign.waves.after_hours * 3_600_000))
+    state = derive(book, sends, answers, converters(warehouse, campaign, first), now_ms,
+                   int(campaign.waves.after_hours * 3_600_000))
     pos = np.minimum(np.searchsorted(book.household_id, sends.household_id), max(len(book) - 1, 0))
     known = (book.household_id[pos] == sends.household_id) if len(book) else np.zeros(len(state), dtype=bool)
     before = np.where(known, book.state[pos] if len(book) else "", "").astype(object)

@@ -27,9 +27,10 @@ NO_BOX = 99                                                                   # 
 
 
 def campaign_file(cid: str, *, segment: str = "interest.football", product: str = "sports", holdout: float = 0.2,
-                  priority: int = 0, extra: str = "", variants: Sequence[str] = ("a",), waves: str = "") -> str:
+                  priority: int = 0, extra: str = "", variants: Sequence[str] = ("a",), waves: str = "",
+                  action: str = "offer") -> str:
     body = "\n".join(f'[[variants]]\nid = "{v}"\ntitle = "{v}: {{title}}"\nbody = "{{title}} on {{channel}} at '
-                     f'{{start}}, {{product}}"\naction = {{ type = "offer" }}' for v in variants)
+                     f'{{start}}, {{product}}"\naction = {{ type = "{action}" }}' for v in variants)
     return (f'id = "{cid}"\nproduct = "{product}"\nsegment = "{segment}"\nholdout = {holdout}\n'
             f'priority = {priority}\n{waves}\n{extra}\n{body}\n')
 

@@ -193,3 +193,24 @@ def test_recommendation_rows_in_the_guide_count_under_the_caps_when_set(store: W
     assert 3 not in rec.households() and 6 in rec.households()
     reason = store.query_rows(f"SELECT reason FROM {store.database}.deliveries WHERE household_id = 3")
     assert reason and reason[0][0].startswith("cap channel")
+
+
+def test_a_tune_campaign_converts_whoever_watches_the_promoted_airing_holdout_included(store: Warehouse) -> None:
+    start = NOW_MS + 2 * 3_600_000
+    insert_guide(store, [(7, "Sport One")], [(70, "Football: Final", "Sport")], [(7, start, start + 7_200_000, 70)])
+    registry.create(store, campaign_file("watch", product="", holdout=0.5, action="tune",
+                                         extra='[trigger]\nkind = "guide"\ntitle_contains = "football"'))
+    rec = Recorder()
+    engine(store, rec).cycle(NOW)
+    book = states(store, "watch")
+    treated = sorted(h for h, (held, _s) in book.items() if not held and h != NO_BOX)
+    holdout = sorted(h for h, (held, _s) in book.items() if held)
+    views = event_rows([(treated[0], 0, "view", start + 60_000, 7, 70, 1800),     # 30 minutes of the match
+                        (holdout[0], 0, "view", start - 60_000, 7, 70, 600),      # 9 minutes of it
+                        (treated[1], 0, "view", start + 60_000, 7, 70, 120)])     # 2 minutes: not watched
+    views["seq"] = np.arange(700_000, 700_003, dtype=np.uint64)
+    store.insert_columns("events", views)
+    engine(store, rec).cycle(NOW + 3 * H)
+    assert states(store, "watch")[treated[0]][1] == "converted" and states(store, "watch")[treated[1]][1] != "converted"
+    report = build_report(store, registry.get(store, "watch"))
+    assert report["treated"]["converted"] == 1 and report["holdout"]["converted"] == 1
