@@ -34,16 +34,11 @@ channel's `genre` is the most frequent category among its programmes.
 from __future__ import annotations
 
 import argparse
-import calendar
 import csv
-import hashlib
-import html.entities
 import json
 import os
-import re
 import sys
 import time
-import zlib
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,11 +49,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 from tqdm import tqdm
 
-MASK63 = (1 << 63) - 1
-_TIME = re.compile(r"\s*(\d{4})(\d{2})(\d{2})(\d{2})?(\d{2})?(\d{2})?"
-                   r"\s*(?:([+-])(\d{2}):?(\d{2})|Z|UTC|GMT)?\s*$")
-_ENTITY = re.compile(rb"&(#[0-9]+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]{0,31};)?")
-_XML_ENTITIES = {b"amp;", b"lt;", b"gt;", b"quot;", b"apos;"}
+from warehouse.xmltv_parse import EntityFixer, channel_id_for, norm, parse_time, pick, stable_hash, xmltv_ns
 
 
 class Inserter(Protocol):
@@ -81,93 +72,6 @@ class ImportStats:
     def warn(self, text: str) -> None:
         if len(self.warnings) < 100:
             self.warnings.append(text)
-
-
-# --- small parsers -------------------------------------------------------------------------
-
-def parse_time(text: str | None) -> int | None:
-    """XMLTV time ("YYYYMMDDhhmmss +hhmm", seconds/minutes/offset optional) -> unix ms."""
-    if not text:
-        return None
-    m = _TIME.match(text)
-    if m is None:
-        return None
-    y, mo, d, h, mi, s = (int(g) if g else 0 for g in m.groups()[:6])
-    try:
-        t = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
-    except (ValueError, OverflowError):
-        return None
-    if m.group(7):
-        offset = (int(m.group(8)) * 60 + int(m.group(9))) * 60
-        t -= offset if m.group(7) == "+" else -offset
-    return t * 1000
-
-
-def stable_hash(*parts: str) -> int:
-    """63-bit non-zero id from strings (blake2b, so stable across runs and platforms)."""
-    h = int.from_bytes(hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=8).digest(), "big")
-    return (h & MASK63) or 1
-
-
-def channel_id_for(xmltv_id: str) -> int:
-    return zlib.crc32(xmltv_id.encode("utf-8")) or 1
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
-def _xmltv_ns(text: str) -> tuple[int | None, int | None, int | None]:
-    out: list[int | None] = []
-    for part in [*text.split("."), "", ""][:3]:
-        head = part.split("/")[0].strip()
-        out.append(int(head) if head.isdigit() else None)
-    return out[0], out[1], out[2]
-
-
-def _pick(elem: ET.Element, tag: str, languages: Sequence[str]) -> str:
-    """Text of the child `tag` in the first preferred language present, else the first one."""
-    found = [(c.get("lang", ""), (c.text or "").strip()) for c in elem.findall(tag)]
-    found = [(lang, t) for lang, t in found if t]
-    for want in languages:
-        for lang, t in found:
-            if lang.split("-")[0].lower() == want:
-                return t
-    return found[0][1] if found else ""
-
-
-class _EntityFixer:
-    """A binary reader that repairs HTML named entities and bare '&' on the fly."""
-
-    def __init__(self, raw: IO[bytes], on_read: Any = None) -> None:
-        self._raw, self._carry, self._on_read = raw, b"", on_read
-
-    def read(self, n: int = -1) -> bytes:
-        while True:
-            data = self._raw.read(n if n and n > 0 else 1 << 16)
-            if self._on_read is not None and data:
-                self._on_read(len(data))
-            buf = self._carry + data
-            self._carry = b""
-            if data:
-                amp = buf.rfind(b"&")
-                if amp != -1 and b";" not in buf[amp:] and len(buf) - amp < 40:
-                    buf, self._carry = buf[:amp], buf[amp:]
-            if buf or not data:
-                return _ENTITY.sub(_fix_entity, buf)
-
-    def close(self) -> None:
-        pass
-
-
-def _fix_entity(m: re.Match[bytes]) -> bytes:
-    ref = m.group(1)
-    if ref is None:
-        return b"&amp;"
-    if ref.startswith(b"#") or ref in _XML_ENTITIES:
-        return m.group(0)
-    cp = html.entities.name2codepoint.get(ref[:-1].decode("ascii"))
-    return b"&#%d;" % cp if cp is not None else b"&amp;" + ref
 
 
 # --- the importer --------------------------------------------------------------------------
@@ -245,12 +149,12 @@ class _Importer:
             cid = int(lcn_text)
         else:
             cid = channel_id_for(xid)
-        self.channels[xid] = _Channel(xid, cid, _pick(elem, "display-name", self.langs) or xid)
+        self.channels[xid] = _Channel(xid, cid, pick(elem, "display-name", self.langs) or xid)
 
     def programme(self, elem: ET.Element) -> None:
         xid = (elem.get("channel") or "").strip()
         start = parse_time(elem.get("start"))
-        title = _pick(elem, "title", self.langs)
+        title = pick(elem, "title", self.langs)
         if not xid or start is None or not title:
             self.stats.skipped += 1
             self.stats.warn(f"programme without channel, start or title skipped (channel={xid!r})")
@@ -261,8 +165,8 @@ class _Importer:
             ch = self.channels[xid] = _Channel(xid, cid, xid)
         stop = parse_time(elem.get("stop"))
         nums = {(e.get("system") or "").strip(): (e.text or "").strip() for e in elem.findall("episode-num")}
-        sub = _pick(elem, "sub-title", self.langs)
-        category = _pick(elem, "category", self.langs)
+        sub = pick(elem, "sub-title", self.langs)
+        category = pick(elem, "category", self.langs)
         length_s = _length(elem)
         pid, cont, series_id, episode_num = self.ids(title, sub, nums, (elem.findtext("date") or "").strip())
         if category:
@@ -288,7 +192,7 @@ class _Importer:
         ns = nums.get("xmltv_ns", "")
         dd = nums.get("dd_progid", "")
         onscreen = nums.get("onscreen", "")
-        season, episode, part = _xmltv_ns(ns) if ns else (None, None, None)
+        season, episode, part = xmltv_ns(ns) if ns else (None, None, None)
         if season is not None or episode is not None:
             key = f"ns:{season}.{episode}.{part}"
             episode_num = (f"S{season + 1:02d}" if season is not None else "") + \
@@ -296,16 +200,16 @@ class _Importer:
         elif dd:
             key, episode_num = f"dd:{dd}", onscreen
         elif onscreen:
-            key, episode_num = f"on:{_norm(onscreen)}", onscreen
+            key, episode_num = f"on:{norm(onscreen)}", onscreen
         else:
             key, episode_num = "", ""
         series_part = dd.split(".")[0][:10] if dd else ""
         pid_text = nums.get("stb.programme_id", "")
         pid = int(pid_text) if pid_text.isdigit() else stable_hash(
-            "p", _norm(title), key, _norm(sub), "" if key or sub else date)
+            "p", norm(title), key, norm(sub), "" if key or sub else date)
         cont_text = nums.get("stb.content_id", "")
         cont = int(cont_text) if cont_text.isdigit() else stable_hash(
-            "c", f"dd:{series_part}" if series_part else _norm(title))
+            "c", f"dd:{series_part}" if series_part else norm(title))
         return pid, cont, series_part or title, episode_num
 
     def finish(self) -> None:
@@ -348,7 +252,7 @@ def _length(elem: ET.Element) -> int | None:
     return int(value * scale) if value > 0 else None
 
 
-def _events(source: _EntityFixer) -> Iterator[tuple[str, ET.Element]]:
+def _events(source: EntityFixer) -> Iterator[tuple[str, ET.Element]]:
     try:
         yield from ET.iterparse(source, events=("start", "end"))
     except ET.ParseError as exc:
@@ -369,7 +273,7 @@ def import_xmltv(source: str | os.PathLike[str] | IO[bytes], warehouse: Inserter
         total = _size(raw)
         with tqdm(total=total, unit="B", unit_scale=True, disable=not progress, desc="xmltv") as bar:
             root: ET.Element | None = None
-            for event, elem in _events(_EntityFixer(raw, bar.update)):
+            for event, elem in _events(EntityFixer(raw, bar.update)):
                 if event == "start":
                     if root is None:
                         root = elem
