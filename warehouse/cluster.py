@@ -26,17 +26,27 @@ Distributed table itself (code 371, "isn't replicated, but shard is replicated")
 each migration the Distributed tables are brought to their local table's columns by
 `DROP TABLE ... ON CLUSTER` and `CREATE ... ON CLUSTER` (a Distributed table holds no data;
 inserts in that instant fail and are retried). Every step may be repeated, as on one server.
+
+Maintenance that must see every server (retention's partitions, forget's mutations: a
+Distributed table has no parts and no mutations, and reads one replica a shard) goes through
+`EveryServer`: one connection to each server of the cluster as `system.clusters` lists it
+(the addresses the servers use for each other), with the store's user, password and options.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import replace
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Final, Self
 
-from warehouse.errors import WarehouseRejected
+from warehouse.errors import WarehouseRejected, WarehouseUnavailable
 from warehouse.schema import Statement, Table, run_statement
+from warehouse.url import parse_store_url
+
+if TYPE_CHECKING:
+    from warehouse.base import Warehouse
+    from warehouse.server import ServerWarehouse
 
 # Tables without household_id that still spread over the shards (see the module docstring).
 SHARDING_OVERRIDES: Final = {"dead_letters": "rand()"}
@@ -130,3 +140,71 @@ def run_on_cluster(statement: Statement, database: str, cluster: str, execute: C
     run_statement(Statement(sql, statement.done_codes), database, execute)
     if follows is not None:
         sync_distributed(follows, database, cluster, execute, query_rows)
+
+
+def cluster_of(warehouse: Warehouse) -> str:
+    """The cluster a store works on, from its URL: '' for one server or chdb."""
+    return parse_store_url(warehouse.url).cluster
+
+
+@dataclass(frozen=True)
+class Server:
+    """One server of a cluster, as `system.clusters` names it."""
+
+    shard: int
+    replica: int
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port} (shard {self.shard}, replica {self.replica})"
+
+
+class EveryServer:
+    """A connection to each server of the store's cluster, for the system tables of every replica.
+
+        with EveryServer(store) as servers:
+            for server, rows in servers.query("SELECT ... FROM system.mutations ..."): ...
+
+    A server that does not answer fails the call (WarehouseUnavailable naming it): what it holds
+    cannot be known, so nothing may be concluded without it."""
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        from warehouse.server import ServerWarehouse
+
+        cluster = cluster_of(warehouse)
+        if not cluster or not isinstance(warehouse, ServerWarehouse):
+            raise WarehouseRejected(f"{warehouse.url} is not a cluster store", url=warehouse.url)
+        rows = warehouse.query_rows("SELECT shard_num, replica_num, host_name, port FROM system.clusters "
+                                    "WHERE cluster = %(c)s ORDER BY shard_num, replica_num", {"c": cluster})
+        if not rows:
+            raise WarehouseRejected(f"cluster {cluster!r} is not in remote_servers of the server reached",
+                                    url=warehouse.url)
+        self.cluster = cluster
+        self.servers = [Server(int(s), int(r), str(h), int(p)) for s, r, h, p in rows]
+        store = warehouse._store  # the same credentials and options, one host, no cluster settings
+        self._connections: list[ServerWarehouse] = [
+            ServerWarehouse(replace(store, host=s.host, port=s.port, alt_hosts=(), cluster="", cluster_options={}))
+            for s in self.servers]
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Server, list[tuple[Any, ...]]]]:
+        """The rows of `sql` on every server, in system.clusters' order."""
+        return [(server, self.query_on(server, sql, params)) for server in self.servers]
+
+    def query_on(self, server: Server, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """The rows of `sql` on one of `servers`."""
+        try:
+            return self._connections[self.servers.index(server)].query_rows(sql, params)
+        except WarehouseUnavailable as exc:
+            raise WarehouseUnavailable(f"server {server} of cluster {self.cluster} did not answer: {exc}",
+                                       url=exc.url, code=exc.code) from exc
+
+    def close(self) -> None:
+        for connection in self._connections:
+            connection.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

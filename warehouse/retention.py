@@ -6,6 +6,12 @@ than the cut-off, so nothing newer than N days is ever touched. Dropping a parti
 metadata operation on both stores: instant, and nothing is rewritten.
 
     python -m warehouse retention --keep-days 400 --store clickhouse://host:9000/stb [--dry-run]
+
+On a cluster (docs/DEPLOYMENT.md) the parts are those of `NAME_local` on every server (the
+Distributed `NAME` has none): a partition's rows are each shard's count (its fullest replica),
+summed; the drop is one `ALTER TABLE db.NAME_local ON CLUSTER c DROP PARTITION ...` a table,
+which runs once a shard and replication removes it from the shard's other replicas. Every
+server must answer (a partition on a server that did not could be missed).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from warehouse.base import Warehouse
+from warehouse.cluster import LOCAL_SUFFIX, EveryServer, cluster_of
 
 # table -> how its partition id reads as the last day it can hold
 _PARTITIONED_BY_DAY = ("events",)
@@ -39,23 +46,50 @@ def last_day(partition: str, by_month: bool) -> dt.date | None:
         return None
 
 
+_PARTS_SQL = ("SELECT table, partition_id, sum(rows) FROM system.parts "
+              "WHERE database = %(db)s AND active AND table IN %(tables)s GROUP BY table, partition_id")
+
+
 def expired_partitions(warehouse: Warehouse, keep_days: int, today: dt.date) -> list[Dropped]:
     """Partitions of the event tables whose every day is before today - keep_days."""
     cutoff = today - dt.timedelta(days=keep_days)
-    rows = warehouse.query_rows(
-        "SELECT table, partition_id, sum(rows) FROM system.parts "
-        "WHERE database = %(db)s AND active AND table IN %(tables)s GROUP BY table, partition_id "
-        "ORDER BY table, partition_id",
-        {"db": warehouse.database, "tables": (*_PARTITIONED_BY_DAY, *_PARTITIONED_BY_MONTH)})
+    tables = (*_PARTITIONED_BY_DAY, *_PARTITIONED_BY_MONTH)
+    if cluster_of(warehouse):
+        counts = _cluster_partitions(warehouse, tables)
+    else:
+        counts = {(str(t), str(p)): int(n) for t, p, n in warehouse.query_rows(
+            _PARTS_SQL, {"db": warehouse.database, "tables": tables})}
     out = []
-    for table, partition, count in rows:
-        newest = last_day(str(partition), by_month=table in _PARTITIONED_BY_MONTH)
+    for (table, partition), count in sorted(counts.items()):
+        newest = last_day(partition, by_month=table in _PARTITIONED_BY_MONTH)
         if newest is not None and newest < cutoff:
-            out.append(Dropped(str(table), str(partition), int(count)))
+            out.append(Dropped(table, partition, count))
+    return out
+
+
+def _cluster_partitions(warehouse: Warehouse, tables: tuple[str, ...]) -> dict[tuple[str, str], int]:
+    """(table, partition) -> rows over the shards, from `table_local` on every server."""
+    with EveryServer(warehouse) as servers:
+        answers = servers.query(_PARTS_SQL, {"db": warehouse.database,
+                                             "tables": tuple(t + LOCAL_SUFFIX for t in tables)})
+    per_shard: dict[tuple[str, str, int], int] = {}
+    for server, rows in answers:
+        for local, partition, count in rows:
+            key = (str(local).removesuffix(LOCAL_SUFFIX), str(partition), server.shard)
+            per_shard[key] = max(per_shard.get(key, 0), int(count))  # a lagging replica holds fewer
+    out: dict[tuple[str, str], int] = {}
+    for (table, partition, _), count in per_shard.items():
+        out[table, partition] = out.get((table, partition), 0) + count
     return out
 
 
 def drop(warehouse: Warehouse, partitions: list[Dropped]) -> None:
-    for p in partitions:
-        # partition_id of an integer key is its decimal value: a literal, never user text.
-        warehouse.execute(f"ALTER TABLE {warehouse.database}.{p.table} DROP PARTITION {int(p.partition)}")
+    # partition_id of an integer key is its decimal value: a literal, never user text.
+    cluster = cluster_of(warehouse)
+    if not cluster:
+        for p in partitions:
+            warehouse.execute(f"ALTER TABLE {warehouse.database}.{p.table} DROP PARTITION {int(p.partition)}")
+        return
+    for table in sorted({p.table for p in partitions}):
+        commands = ", ".join(f"DROP PARTITION {int(p.partition)}" for p in partitions if p.table == table)
+        warehouse.execute(f"ALTER TABLE {warehouse.database}.{table}{LOCAL_SUFFIX} ON CLUSTER {cluster} {commands}")
