@@ -16,6 +16,11 @@ removed — never the id: its `household_key` is the household's keyed pseudonym
 stbcommon.pseudonym with `[privacy] key_file`), so only the key's holder can tell whose request
 it was; without a key it is 0 (an unkeyed hash could be reversed by trying every id).
 
+On a cluster store (docs/DEPLOYMENT.md) the tables are found by their shard-local tables
+(`T_local`, where the rows are) and each delete is `ALTER TABLE db.T_local ON CLUSTER c DELETE
+WHERE ...`; the wait then covers every replica (crm/forget_cluster.py, which also explains why
+18.16 can refuse to finish it while quorum-inserted parts hold the rows: ForgetBlocked).
+
 Not covered: model files on disk (the recommender's artifact holds household ids until its next
 training; churn models hold none), and data arriving after the request (a box still reporting).
 """
@@ -33,6 +38,7 @@ from crm.errors import CrmError
 from crm.settings import CrmSettings
 from stbcommon.pseudonym import Pseudonymizer
 from warehouse import Warehouse
+from warehouse.cluster import LOCAL_SUFFIX, cluster_of
 
 POLL_S = 0.2
 
@@ -51,8 +57,9 @@ class ForgetReport:
     seconds: float
 
 
-def _tables(warehouse: Warehouse) -> tuple[list[str], list[str]]:
-    """(tables with household_id, tables with device_id but no household_id), MergeTree family only."""
+def _tables(warehouse: Warehouse, suffix: str = "") -> tuple[list[str], list[str]]:
+    """(tables with household_id, tables with device_id but no household_id), MergeTree family only.
+    With `suffix` (a cluster: "_local"), the tables whose `NAME + suffix` is such a table."""
     rows = warehouse.query_rows(
         "SELECT c.table, groupArray(c.name) FROM system.columns AS c WHERE c.database = %(db)s "
         "AND c.name IN ('household_id', 'device_id') GROUP BY c.table", {"db": warehouse.database})
@@ -61,9 +68,10 @@ def _tables(warehouse: Warehouse) -> tuple[list[str], list[str]]:
     by_household: list[str] = []
     by_device: list[str] = []
     for table, names in rows:
-        if "MergeTree" not in str(engines.get(table, "")) or str(table).startswith("crm_stage_"):
+        name = str(table).removesuffix(suffix) if str(table).endswith(suffix) else ""
+        if not name or "MergeTree" not in str(engines.get(table, "")) or name.startswith("crm_stage_"):
             continue
-        (by_household if "household_id" in names else by_device).append(str(table))
+        (by_household if "household_id" in names else by_device).append(name)
     return sorted(by_household), sorted(by_device)
 
 
@@ -72,8 +80,9 @@ def forget(warehouse: Warehouse, households: Sequence[int], *, timeout_s: float 
     started = time.monotonic()
     requested_ms = int(time.time() * 1000)
     db = warehouse.database
+    cluster = cluster_of(warehouse)
     ids = ", ".join(str(int(h)) for h in sorted(set(households)))    # integers only: nothing else reaches SQL
-    by_household, by_device = _tables(warehouse)
+    by_household, by_device = _tables(warehouse, LOCAL_SUFFIX if cluster else "")
     where = {t: f"household_id IN ({ids})" for t in by_household}
     if by_device and "events" in by_household:
         devices = [str(d) for (d,) in warehouse.query_rows(
@@ -87,24 +96,22 @@ def forget(warehouse: Warehouse, households: Sequence[int], *, timeout_s: float 
               for t, c in where.items()}
     doomed = {t: n for t, n in before.items() if n}
     for table in doomed:
-        warehouse.query_rows(f"ALTER TABLE {db}.{table} DELETE WHERE {where[table]}", params)
+        target = f"{db}.{table}{LOCAL_SUFFIX} ON CLUSTER {cluster}" if cluster else f"{db}.{table}"
+        warehouse.query_rows(f"ALTER TABLE {target} DELETE WHERE {where[table]}", params)
         if on_progress:
             on_progress(table)
-    deadline = time.monotonic() + timeout_s
-    while doomed:
-        names = ", ".join(f"'{t}'" for t in doomed)
-        pending = int(warehouse.query_rows(f"SELECT count() FROM system.mutations WHERE database = %(db)s "
-                                           f"AND table IN ({names}) AND is_done = 0", {"db": db})[0][0])
-        left = sum(int(warehouse.query_rows(f"SELECT count() FROM {db}.{t} WHERE {where[t]}", params)[0][0])
-                   for t in doomed) if not pending else -1    # re-count only once no mutation is pending
-        if left == 0:
-            break
-        if on_progress:
-            on_progress(f"waiting: {pending} mutations pending" if pending else f"{left:,} rows left")
-        if time.monotonic() > deadline:
-            raise ForgetTimeout(f"the deletes in {', '.join(doomed)} did not finish within {timeout_s:.0f}s "
-                                f"({pending} mutations pending); they continue in the server: run forget again")
-        time.sleep(POLL_S)
+
+    def timeout(state: str) -> ForgetTimeout:
+        return ForgetTimeout(f"the deletes in {', '.join(doomed)} did not finish within {timeout_s:.0f}s "
+                             f"({state}); they continue in the server: run forget again")
+
+    if where and cluster:   # every table: a replica the Distributed count did not read may still hold rows
+        from crm.forget_cluster import wait_on_every_server
+
+        wait_on_every_server(warehouse, where, params, timeout_s=timeout_s, timeout_error=timeout,
+                             on_progress=on_progress)
+    elif doomed:
+        _wait(warehouse, {t: where[t] for t in doomed}, params, timeout_s, timeout, on_progress)
     rows = sum(doomed.values())
     unique = sorted({int(h) for h in households})
     n = len(unique)
@@ -114,6 +121,26 @@ def forget(warehouse: Warehouse, households: Sequence[int], *, timeout_s: float 
         "completed_ms": np.full(n, int(time.time() * 1000), dtype=np.int64),
         "tables": np.full(n, len(doomed), dtype=np.uint32), "rows": np.full(n, rows, dtype=np.uint64)})
     return ForgetReport(len(set(households)), rows, doomed, time.monotonic() - started)
+
+
+def _wait(warehouse: Warehouse, where: dict[str, str], params: dict[str, tuple[str, ...]], timeout_s: float,
+          timeout: Callable[[str], ForgetTimeout], on_progress: Callable[[str], None] | None) -> None:
+    """One server or chdb: until no mutation of these tables is pending and no row matches."""
+    db = warehouse.database
+    names = ", ".join(f"'{t}'" for t in where)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pending = int(warehouse.query_rows(f"SELECT count() FROM system.mutations WHERE database = %(db)s "
+                                           f"AND table IN ({names}) AND is_done = 0", {"db": db})[0][0])
+        left = sum(int(warehouse.query_rows(f"SELECT count() FROM {db}.{t} WHERE {c}", params)[0][0])
+                   for t, c in where.items()) if not pending else -1    # re-count only once no mutation is pending
+        if left == 0:
+            return
+        if on_progress:
+            on_progress(f"waiting: {pending} mutations pending" if pending else f"{left:,} rows left")
+        if time.monotonic() > deadline:
+            raise timeout(f"{pending} mutations pending")
+        time.sleep(POLL_S)
 
 
 def run_forget(args: argparse.Namespace, settings: CrmSettings, warehouse: Warehouse) -> int:

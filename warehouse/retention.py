@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from warehouse.base import Warehouse
 from warehouse.cluster import LOCAL_SUFFIX, EveryServer, cluster_of
@@ -72,11 +73,17 @@ def _cluster_partitions(warehouse: Warehouse, tables: tuple[str, ...]) -> dict[t
     with EveryServer(warehouse) as servers:
         answers = servers.query(_PARTS_SQL, {"db": warehouse.database,
                                              "tables": tuple(t + LOCAL_SUFFIX for t in tables)})
+    return shard_totals([(server.shard, rows) for server, rows in answers])
+
+
+def shard_totals(answers: list[tuple[int, list[tuple[Any, ...]]]]) -> dict[tuple[str, str], int]:
+    """(shard, rows of (table_local, partition, rows)) from every server -> (table, partition) -> rows:
+    a shard's count is its fullest replica's (a lagging one holds fewer), the shards' counts add up."""
     per_shard: dict[tuple[str, str, int], int] = {}
-    for server, rows in answers:
+    for shard, rows in answers:
         for local, partition, count in rows:
-            key = (str(local).removesuffix(LOCAL_SUFFIX), str(partition), server.shard)
-            per_shard[key] = max(per_shard.get(key, 0), int(count))  # a lagging replica holds fewer
+            key = (str(local).removesuffix(LOCAL_SUFFIX), str(partition), shard)
+            per_shard[key] = max(per_shard.get(key, 0), int(count))
     out: dict[tuple[str, str], int] = {}
     for (table, partition, _), count in per_shard.items():
         out[table, partition] = out.get((table, partition), 0) + count

@@ -88,3 +88,30 @@ def test_cluster_migration_creates_local_then_distributed() -> None:
     assert "Distributed(c, stb, schema_migrations_local, 0)" in sent[2]
     with pytest.raises(WarehouseRejected, match="bad cluster name"):
         schema.migrate("stb", sent.append, rows, cluster="bad-name")
+
+
+def test_retention_on_a_cluster_counts_each_shard_once_by_its_fullest_replica() -> None:
+    from warehouse.retention import shard_totals
+
+    answers = [(1, [("events_local", "20260203", 10), ("dead_letters_local", "202601", 2)]),
+               (1, [("events_local", "20260203", 7)]),        # a lagging replica of shard 1
+               (2, [("events_local", "20260203", 5)]), (2, [("events_local", "20260203", 5)])]
+    assert shard_totals(answers) == {("events", "20260203"): 15, ("dead_letters", "202601"): 2}
+    assert shard_totals([(1, []), (2, [])]) == {}
+
+
+def test_every_server_refuses_a_store_that_is_not_a_cluster() -> None:
+    from warehouse import open_warehouse
+
+    store = open_warehouse("clickhouse://127.0.0.1:1/db")   # nothing listens: refused before connecting
+    try:
+        assert cluster.cluster_of(store) == ""
+        with pytest.raises(WarehouseRejected, match="not a cluster store"):
+            cluster.EveryServer(store)
+    finally:
+        store.close()
+    with_cluster = open_warehouse("clickhouse://127.0.0.1:1,127.0.0.1:2/db?cluster=c1")
+    try:
+        assert cluster.cluster_of(with_cluster) == "c1"
+    finally:
+        with_cluster.close()
