@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx  # the HTTP client Starlette 1.x tests use (pyproject dev extra)
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
