@@ -21,6 +21,7 @@ from agent.thread import AgentThread
 from proto.telemetry import decode_envelope
 
 pytestmark = pytest.mark.integration
+RUN_EARLY = True  # paho in this process: before the chdb stores use up low descriptors (tests/conftest.py)
 NOW = 1_795_000_000_000
 
 

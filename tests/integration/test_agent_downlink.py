@@ -17,6 +17,7 @@ import pytest
 from tests.integration.test_agent_crash import AgentProcess
 
 pytestmark = pytest.mark.integration
+RUN_EARLY = True  # paho in this process: before the chdb stores use up low descriptors (tests/conftest.py)
 TOPIC = "stb/v1/north/box-9/messages"
 
 

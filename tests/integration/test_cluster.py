@@ -44,6 +44,7 @@ from warehouse.columns import DEAD_LETTER_COLUMNS
 from warehouse.schema import MIGRATIONS_TABLE, SCHEMA_VERSION, TABLES
 
 pytestmark = pytest.mark.integration
+RUN_EARLY = True  # paho in this process: before the chdb stores use up low descriptors (tests/conftest.py)
 
 
 def _on_every_server(cluster: LocalCluster, sql: str) -> list[list[tuple[object, ...]]]:

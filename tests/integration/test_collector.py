@@ -16,6 +16,7 @@ from warehouse import open_warehouse
 from warehouse.schema import TABLES
 
 pytestmark = pytest.mark.integration
+RUN_EARLY = True  # paho in this process: before the chdb stores use up low descriptors (tests/conftest.py)
 
 
 @pytest.fixture(params=["clickhouse", "chdb"])

@@ -26,6 +26,7 @@ from firmware_sim.loadgen import publish
 from stbcommon.localservers import Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
+RUN_EARLY = True  # paho in this process: before the chdb stores use up low descriptors (tests/conftest.py)
 
 TOPIC = "stb/v1/north/{}/events"
 Run = Callable[[Coroutine[Any, Any, None]], None]

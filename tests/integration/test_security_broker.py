@@ -41,6 +41,7 @@ from stbcommon import pki
 from stbcommon.localservers import Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
+RUN_EARLY = True  # paho in this process: before the chdb stores use up low descriptors (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "mosquitto"

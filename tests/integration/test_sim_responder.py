@@ -24,6 +24,7 @@ from firmware_sim.responses import ACCEPTED, ResponseModel, decision_rng
 from proto.telemetry import decode_envelope
 
 pytestmark = pytest.mark.integration
+RUN_EARLY = True  # paho in this process: before the chdb stores use up low descriptors (tests/conftest.py)
 ROOT = Path(__file__).resolve().parents[2]
 SEED, HOUSEHOLDS, DAYS = 5, 12, 1
 EXPIRES_S = 3 * 24 * 3600
