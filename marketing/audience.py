@@ -19,6 +19,7 @@ import numpy as np
 
 from crm import segments
 from crm.errors import NoData
+from marketing.states import aligned
 from warehouse import Warehouse
 
 
@@ -65,12 +66,5 @@ class Boxes:
 
     def lookup(self, households: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(found mask, device ids, regions) for `households`; '' where no box was seen."""
-        if len(self.household_id) == 0:
-            n = len(households)
-            return np.zeros(n, dtype=bool), np.full(n, "", dtype=object), np.full(n, "", dtype=object)
-        pos = np.searchsorted(self.household_id, households)
-        pos = np.minimum(pos, len(self.household_id) - 1)
-        found = self.household_id[pos] == households
-        device = np.where(found, self.device_id[pos], "").astype(object)
-        region = np.where(found, self.region[pos], "").astype(object)
-        return found, device, region
+        device = aligned(self.household_id, self.device_id, households, "")
+        return device != "", device, aligned(self.household_id, self.region, households, "")

@@ -32,7 +32,7 @@ from marketing.downlink import encode_many, message_ids, topic
 from marketing.holdout import holdout_mask
 from marketing.publisher import Outgoing
 from marketing.settings import MarketingSettings
-from marketing.states import ContactBook, Sends, update, write_contacts
+from marketing.states import ContactBook, Sends, aligned, update, write_contacts
 from marketing.store import text_column
 from marketing.triggers import Occasion, occasions
 from warehouse import Warehouse
@@ -61,6 +61,7 @@ class _Wanted:
     occasion: Occasion
     household_id: np.ndarray
     wave: np.ndarray
+    state: np.ndarray          # each household's contact state now (a send keeps it, with the new wave)
 
 
 class Engine:
@@ -79,8 +80,10 @@ class Engine:
                 if r.status == campaigns.ACTIVE and r.campaign.active_at(now)]
         live.sort(key=lambda c: (-c.priority, c.id))
         result.campaigns = len(live)
+        sends: dict[str, Sends] = {}
         for campaign in live:
-            for state, n in update(self.warehouse, campaign, now_ms).items():
+            changes, sends[campaign.id] = update(self.warehouse, campaign, now_ms)
+            for state, n in changes.items():
                 result.state_changes[state] = result.state_changes.get(state, 0) + n
         wanted: list[_Wanted] = []
         if live:
@@ -95,7 +98,7 @@ class Engine:
                         members[campaign.segment] = segment_members(self.warehouse, campaign.segment)
                     audience = np.setdiff1d(np.intersect1d(members[campaign.segment], consent, assume_unique=True),
                                             unsub, assume_unique=True)
-                    wanted.extend(self._due(campaign, occs, audience, now_ms))
+                    wanted.extend(self._due(campaign, occs, audience, sends[campaign.id], now_ms))
         if wanted:
             self._send(wanted, now_ms, result)
         result.seconds = time.monotonic() - started
@@ -103,7 +106,8 @@ class Engine:
                  result.occasions, result.statuses, result.state_changes, result.seconds)
         return result
 
-    def _due(self, campaign: Campaign, occs: list[Occasion], audience: np.ndarray, now_ms: int) -> list[_Wanted]:
+    def _due(self, campaign: Campaign, occs: list[Occasion], audience: np.ndarray, sends: Sends,
+             now_ms: int) -> list[_Wanted]:
         """Who gets a message of this campaign now, at which occasion and wave (one message a cycle)."""
         book = ContactBook.load(self.warehouse, campaign.id)
         touched = np.unique(np.concatenate([audience if o.households is None
@@ -117,14 +121,13 @@ class Engine:
                            np.full(n, "not_contacted", dtype=object), np.full(n, "", dtype=object),
                            np.full(n, "", dtype=object), now_ms)
             book = ContactBook.load(self.warehouse, campaign.id)
-        sends = Sends.load(self.warehouse, campaign.id)
-        waves = _aligned(sends.household_id, sends.waves, book.household_id, 0)
-        last = _aligned(sends.household_id, sends.last_ms, book.household_id, 0)
+        waves = aligned(sends.household_id, sends.waves, book.household_id, 0)
+        last = aligned(sends.household_id, sends.last_ms, book.household_id, 0)
         after_ms = int(campaign.waves.after_hours * 3_600_000)
         first_time = (book.state == "not_contacted") & (waves == 0)
         again = (book.state == "no_response") & (waves < campaign.waves.count) & (now_ms - last >= after_ms)
-        due = book.household_id[(book.holdout == 0) & (first_time | again)]
-        due_wave = (waves[(book.holdout == 0) & (first_time | again)] + 1).astype(np.int64)
+        is_due = (book.holdout == 0) & (first_time | again)
+        due, due_wave, due_state = book.household_id[is_due], (waves[is_due] + 1).astype(np.int64), book.state[is_due]
         done = self._decided(campaign.id, [o.key for o in occs])
         out, taken = [], np.empty(0, dtype=np.uint64)
         for occ in occs:
@@ -136,7 +139,7 @@ class Engine:
                 pick &= ~np.isin(due, settled_households)
             pick &= ~np.isin(due, taken)
             if pick.any():
-                out.append(_Wanted(campaign, occ, due[pick], due_wave[pick]))
+                out.append(_Wanted(campaign, occ, due[pick], due_wave[pick], due_state[pick]))
                 taken = np.concatenate([taken, due[pick]])
         return out
 
@@ -277,26 +280,13 @@ class Engine:
             "campaign": camp, "household_id": households, "device_id": device, "region": region, "product": product,
             "wave": wave.astype(np.uint16), "variant": variant, "occasion": occ, "message_id": ids, "status": status,
             "reason": reason, "decided_ms": np.full(n, now_ms, dtype=np.int64), "expires_ms": expires})
+        state = np.concatenate([w.state for w in wanted])
         for cid in np.unique(camp[sent]):
             at = sent & (camp == cid)
-            book = ContactBook.load(self.warehouse, str(cid))
-            pos = np.minimum(np.searchsorted(book.household_id, households[at]), max(len(book) - 1, 0))
-            state = book.state[pos] if len(book) else np.full(int(at.sum()), "not_contacted", dtype=object)
             write_contacts(self.warehouse, str(cid), households[at], np.zeros(int(at.sum()), dtype=np.uint8),
-                           wave[at], state, variant[at], ids[at], now_ms + 1)
+                           wave[at], state[at], variant[at], ids[at], now_ms + 1)
 
 
 def _wave_key(households: np.ndarray, waves: np.ndarray) -> np.ndarray:
     """One uint64 per (household, wave): waves are at most 20 (campaign.py), 5 bits."""
     return (households.astype(np.uint64) << np.uint64(5)) | waves.astype(np.uint64)
-
-
-def _aligned(keys: np.ndarray, values: np.ndarray, to: np.ndarray, default: int) -> np.ndarray:
-    """values[keys == to[i]] for each i (keys sorted), default where absent."""
-    out = np.full(len(to), default, dtype=np.int64)
-    if len(keys) == 0 or len(to) == 0:
-        return out
-    pos = np.minimum(np.searchsorted(keys, to), len(keys) - 1)
-    hit = keys[pos] == to
-    out[hit] = values[pos[hit]]
-    return out

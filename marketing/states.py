@@ -33,6 +33,17 @@ ANSWERS: Final = {4: (4, "unsubscribed"), 2: (3, "converted"), 3: (2, "refused")
 DAY_MS: Final = 86_400_000
 
 
+def aligned(keys: np.ndarray, values: np.ndarray, to: np.ndarray, default: object) -> np.ndarray:
+    """values[keys == to[i]] for each i (`keys` sorted and unique), `default` where absent."""
+    out = np.full(len(to), default, dtype=values.dtype)
+    if len(keys) == 0 or len(to) == 0:
+        return out
+    pos = np.minimum(np.searchsorted(keys, to), len(keys) - 1)
+    hit = keys[pos] == to
+    out[hit] = values[pos[hit]]
+    return out
+
+
 @dataclass(frozen=True)
 class ContactBook:
     """The latest contact row of each household of one campaign (sorted by household)."""
@@ -65,6 +76,7 @@ class Sends:
 
     household_id: np.ndarray
     waves: np.ndarray
+    first_ms: np.ndarray
     last_ms: np.ndarray
     message_id: np.ndarray
     variant: np.ndarray
@@ -72,12 +84,13 @@ class Sends:
     @classmethod
     def load(cls, warehouse: Warehouse, campaign: str) -> Sends:
         got = warehouse.query_columns(
-            "SELECT household_id, count() AS waves, max(decided_ms) AS last_ms, "
+            "SELECT household_id, count() AS waves, min(decided_ms) AS first_ms, max(decided_ms) AS last_ms, "
             "argMax(message_id, decided_ms) AS message_id, argMax(variant, decided_ms) AS variant "
             f"FROM {warehouse.database}.deliveries WHERE campaign = %(c)s AND status = 'sent' "
             "GROUP BY household_id ORDER BY household_id", {"c": campaign})
         return cls(np.asarray(got["household_id"], dtype=np.uint64), np.asarray(got["waves"], dtype=np.int64),
-                   np.asarray(got["last_ms"], dtype=np.int64), np.asarray(got["message_id"], dtype=object),
+                   np.asarray(got["first_ms"], dtype=np.int64), np.asarray(got["last_ms"], dtype=np.int64),
+                   np.asarray(got["message_id"], dtype=object),
                    np.asarray(got["variant"], dtype=object))
 
 
@@ -162,11 +175,7 @@ def derive(book: ContactBook, sends: Sends, answers: Answers, converters: np.nda
            after_ms: int) -> np.ndarray:
     """The state each household of `sends` is in now (aligned to sends.household_id)."""
     n = len(sends.household_id)
-    current = np.full(n, "not_contacted", dtype=object)
-    if len(book):
-        pos = np.minimum(np.searchsorted(book.household_id, sends.household_id), len(book) - 1)
-        found = book.household_id[pos] == sends.household_id
-        current[found] = book.state[pos[found]]
+    current = aligned(book.household_id, book.state, sends.household_id, "not_contacted")
     shown = np.isin(sends.message_id, answers.shown_ids)
     late = now_ms - sends.last_ms >= after_ms
     state = current.copy()
@@ -187,27 +196,24 @@ def derive(book: ContactBook, sends: Sends, answers: Answers, converters: np.nda
     return state
 
 
-def update(warehouse: Warehouse, campaign: Campaign, now_ms: int) -> dict[str, int]:
-    """Bring the campaign's treated households' states up to date; returns counts of changes by new state."""
+def update(warehouse: Warehouse, campaign: Campaign, now_ms: int) -> tuple[dict[str, int], Sends]:
+    """Bring the campaign's treated households' states up to date; returns the counts of changes by
+    new state, and the sends it read (the engine's next step needs them; nothing is sent between)."""
     sends = Sends.load(warehouse, campaign.id)
     if len(sends.household_id) == 0:
-        return {}
+        return {}, sends
     book = ContactBook.load(warehouse, campaign.id)
     answers = Answers.load(warehouse, campaign.id)
-    first = first_send_ms(warehouse, campaign.id) or now_ms
-    state = derive(book, sends, answers, converters(warehouse, campaign, first), now_ms,
+    state = derive(book, sends, answers, converters(warehouse, campaign, int(sends.first_ms.min())), now_ms,
                    int(campaign.waves.after_hours * 3_600_000))
-    pos = np.minimum(np.searchsorted(book.household_id, sends.household_id), max(len(book) - 1, 0))
-    known = (book.household_id[pos] == sends.household_id) if len(book) else np.zeros(len(state), dtype=bool)
-    before = np.where(known, book.state[pos] if len(book) else "", "").astype(object)
-    changed = state != before
+    changed = state != aligned(book.household_id, book.state, sends.household_id, "")
     if not changed.any():
-        return {}
+        return {}, sends
     ids = sends.household_id[changed]
     write_contacts(warehouse, campaign.id, ids, np.zeros(len(ids), dtype=np.uint8), sends.waves[changed],
                    state[changed], sends.variant[changed], sends.message_id[changed], now_ms)
     names, counts = np.unique(state[changed].astype(str), return_counts=True)
-    return {str(k): int(v) for k, v in zip(names, counts, strict=True)}
+    return {str(k): int(v) for k, v in zip(names, counts, strict=True)}, sends
 
 
 def write_contacts(warehouse: Warehouse, campaign: str, households: np.ndarray, holdout: np.ndarray,

@@ -20,7 +20,8 @@ def book(states: dict[int, str]) -> ContactBook:
 
 def sends(last_ms: dict[int, int]) -> Sends:
     ids = np.array(sorted(last_ms), dtype=np.uint64)
-    return Sends(ids, np.ones(len(ids), dtype=np.int64), np.array([last_ms[int(h)] for h in ids], dtype=np.int64),
+    last = np.array([last_ms[int(h)] for h in ids], dtype=np.int64)
+    return Sends(ids, np.ones(len(ids), dtype=np.int64), last, last,
                  np.array([f"m{int(h)}" for h in ids], dtype=object), np.full(len(ids), "a", dtype=object))
 
 
