@@ -170,11 +170,18 @@ def level(pool: concurrent.futures.ProcessPoolExecutor, server: Server, base: se
 
 
 def measure_server(result: Result, pool: concurrent.futures.ProcessPoolExecutor, server: Server,
-                   base: serve_client.Load, contents: int, warmup_s: float, seconds: float) -> None:
+                   base: serve_client.Load, contents: int, warmup_s: float, seconds: float,
+                   processes: int = 1) -> None:
+    """Every level; QPS as a share of the one-process null handler's and, with several processes,
+    of the null handler with as many (`qps_ratio_to_null_same_processes`)."""
     null = {r["concurrency"]: r["qps"] for r in result.rows if r["server"] == "null"}
+    same = {r["concurrency"]: r["qps"] for r in result.rows if r["server"] == f"null x{processes}"}
     for c in LEVELS:
         row = level(pool, server, replace(base, address=server.address), c, warmup_s, seconds)
-        ratio = row["qps"] / null[c] if server.label != "null" and null.get(c) else 1.0
+        is_null = server.label.startswith("null")
+        ratio = row["qps"] / null[c] if not is_null and null.get(c) else 1.0
+        if processes > 1 and not is_null and same.get(c):
+            row["qps_ratio_to_null_same_processes"] = round(row["qps"] / same[c], 3)
         result.add(server=server.label, contents=contents, **row, qps_ratio_to_null=round(ratio, 3))
     result.params["servers"][server.label] = {"start_s": server.start_s, "peak_rss_mib": server.peak_rss_mib(),
                                               "pss_mib": server.pss_mib()}
@@ -184,7 +191,10 @@ def _headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
     by = {(r["server"], r["concurrency"]): r for r in rows}
     out: dict[str, Any] = {"null_qps": {c: round(by["null", c]["qps"]) for c in LEVELS},
                            "null_p99_ms": {c: round(by["null", c]["p99_ms"], 2) for c in LEVELS}}
-    for label in dict.fromkeys(r["server"] for r in rows if r["server"] != "null"):
+    if ("null x2", 32) in by:
+        out["null_x2_qps"] = {c: round(by["null x2", c]["qps"]) for c in LEVELS}
+        out["null_x2_p99_ms"] = {c: round(by["null x2", c]["p99_ms"], 2) for c in LEVELS}
+    for label in dict.fromkeys(r["server"] for r in rows if not r["server"].startswith("null")):
         c32 = by[label, 32]
         out[label] = {
             "qps_ratio_to_null": {c: by[label, c]["qps_ratio_to_null"] for c in LEVELS},
@@ -195,8 +205,11 @@ def _headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "p99_target_met_c32": c32["p99_ms"] <= TARGET_P99_MS,
             "qps_ratio_target_met_c32": c32["qps_ratio_to_null"] >= TARGET_RATIO,
         }
+        if "qps_ratio_to_null_same_processes" in c32:
+            out[label]["qps_ratio_to_null_same_processes"] = {
+                c: by[label, c].get("qps_ratio_to_null_same_processes") for c in LEVELS}
     out["errors"] = sum(r["errors"] for r in rows)
-    out["empty_model_answers"] = sum(r["empty"] for r in rows if r["server"] != "null")
+    out["empty_model_answers"] = sum(r["empty"] for r in rows if not r["server"].startswith("null"))
     out["targets"] = {"p99_ms_c32": TARGET_P99_MS, "qps_ratio_to_null": TARGET_RATIO}
     return out
 
@@ -209,7 +222,8 @@ def run(args: argparse.Namespace) -> Result:
     result = Result("serve", {
         "quick": args.quick, "households": households, "contents": list(catalogues), "levels": list(LEVELS),
         "guide": {"channels": guide.channels, "days": guide.days, "slot_minutes": list(serve_model.SLOT_MINUTES)},
-        "warmup_s": warmup_s, "seconds_per_level": seconds, "client": "grpc.aio on uvloop, one channel per process",
+        "warmup_s": warmup_s, "seconds_per_level": seconds,
+        "client": f"grpc.aio on uvloop, {serve_client.CONNECTIONS} connections per process",
         "client_processes": CLIENT_PROCESSES, "shared_machine": "client processes and server share the cores",
         "requests": "k 10, window 180 min, known households, half at prime time; 20 % with 60 channels, "
                     "10 % exclude_watched", "store": "empty embedded chdb, store-sync as in production",
@@ -223,11 +237,14 @@ def run(args: argparse.Namespace) -> Result:
         store = f"chdb://{work / 'chdb'}"
         subprocess.run([sys.executable, "-c", "import sys; from warehouse import open_warehouse; "
                         "w = open_warehouse(sys.argv[1]); w.migrate(); w.close()", store], check=True)
-        null = Server.start("null", ["benchmarks.null_server", "--listen", "127.0.0.1:0"], work)
-        try:
-            measure_server(result, pool, null, base, 0, warmup_s, seconds)
-        finally:
-            null.stop()
+        for processes in (1, 2):
+            label = "null" if processes == 1 else f"null x{processes}"
+            null = Server.start(label, ["benchmarks.null_server", "--listen", "127.0.0.1:0", "--processes",
+                                        str(processes)], work)
+            try:
+                measure_server(result, pool, null, base, 0, warmup_s, seconds)
+            finally:
+                null.stop()
         t = time.monotonic()
         users = serve_model.users(np.random.default_rng(1), households)
         for contents in catalogues:
@@ -242,7 +259,7 @@ def run(args: argparse.Namespace) -> Result:
                                               "--processes", str(processes), "--log-format", "text"],
                                       work, _STORE_SYNCED, env=env, processes=processes)
                 try:
-                    measure_server(result, pool, server, base, contents, warmup_s, seconds)
+                    measure_server(result, pool, server, base, contents, warmup_s, seconds, processes)
                     calls = _served_calls(metrics_port, processes)
                     result.params["servers"][label].update(processes=processes, calls_per_process=calls, **env)
                 finally:
@@ -251,7 +268,8 @@ def run(args: argparse.Namespace) -> Result:
     result.headline = _headline(result.rows)
     print()
     print(table(result.rows, ["server", "concurrency", "client_processes", "requests", "qps", "p50_ms", "p99_ms",
-                              "errors", "server_cpu_pct", "client_cpu_pct", "qps_ratio_to_null"]))
+                              "errors", "server_cpu_pct", "client_cpu_pct", "qps_ratio_to_null",
+                              "qps_ratio_to_null_same_processes"]))
     return result
 
 
@@ -262,7 +280,7 @@ def plot(doc: dict[str, Any], out: Path) -> None:
     for label in dict.fromkeys(r["server"] for r in doc["rows"]):
         rows = [r for r in doc["rows"] if r["server"] == label]
         conc = [r["concurrency"] for r in rows]
-        colour = "#999999" if label == "null" else None
+        colour = "#999999" if label.startswith("null") else None
         ax_qps.plot(conc, [r["qps"] for r in rows], "o-", label=label, color=colour)
         (line,) = ax_lat.plot(conc, [r["p99_ms"] for r in rows], "o-", label=f"{label} p99", color=colour)
         ax_lat.plot(conc, [r["p50_ms"] for r in rows], "o--", color=line.get_color(), label=f"{label} p50")

@@ -1,7 +1,7 @@
 """The serve benchmark's load generator: one call per client process (spawned pool).
 
-Each process holds `inflight` Recommend calls outstanding on one channel (closed loop: a call
-is sent as soon as one returns) until `t_end`; calls that complete inside [t_start, t_end)
+Each process holds `inflight` Recommend calls outstanding over up to CONNECTIONS connections
+(closed loop: a call is sent as soon as one returns) until `t_end`; calls that complete inside [t_start, t_end)
 are measured (the time before t_start is warm-up). Times are CLOCK_MONOTONIC, shared by
 every process on the machine. The client is grpc.aio on uvloop, `inflight` coroutines.
 
@@ -27,6 +27,7 @@ from proto import recommender_pb2_grpc as pb_grpc
 from recommender.settings import DAY_MS, HOUR_MS
 
 POOL = 4096
+CONNECTIONS = 4   # per client process (at most one per in-flight call)
 
 
 @dataclass(frozen=True)
@@ -91,11 +92,15 @@ def _cpu_s() -> float:
 
 
 async def _aio(load: Load, reqs: list[pb.RecommendRequest], tally: Tally, cpu: dict[str, float]) -> None:
-    # A local subchannel pool: the connection belongs to this channel alone, never shared.
-    channel = grpc.aio.insecure_channel(load.address, options=[("grpc.use_local_subchannel_pool", 1)])
-    stub = pb_grpc.RecommenderStub(channel)
+    # Several connections, each with a local subchannel pool (its own, never shared): the kernel
+    # spreads *connections* over `serve --processes N` (SO_REUSEPORT), so one per client process
+    # could land every call of a run on one serving process.
+    channels = [grpc.aio.insecure_channel(load.address, options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(max(1, min(load.inflight, CONNECTIONS)))]
+    stubs = [pb_grpc.RecommenderStub(channel) for channel in channels]
     try:
         async def caller(offset: int) -> None:
+            stub = stubs[offset % len(stubs)]
             i = offset
             while (sent := time.monotonic()) < load.t_end:
                 try:
@@ -113,5 +118,6 @@ async def _aio(load: Load, reqs: list[pb.RecommendRequest], tally: Tally, cpu: d
 
         await asyncio.gather(marks(), *(caller(j) for j in range(load.inflight)))
     finally:
-        await channel.close()
+        for channel in channels:
+            await channel.close()
 
