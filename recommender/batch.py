@@ -8,8 +8,8 @@ dispatch-bound, so B requests done together cost little more than one. Candidate
 requests are concatenated (`seg` = request number); scores are row dot products of content
 factors and the request's daypart profile, which depend on nothing else in the batch, so a
 request gets the same answer whatever it is batched with (`Engine.recommend` is a batch of
-one). Ranking keeps each request's best 8k airings by a per-request threshold (one partition
-of a padded matrix), sorts only those, and takes the best airing per content; a request
+one). Ranking keeps each request's best 8k airings by a per-request threshold (a partition of
+its slice), sorts only those, and takes the best airing per content; a request
 whose k contents are not all found there is ranked on its whole window (`best_airings`).
 """
 
@@ -194,15 +194,11 @@ def rank(snap: Snapshot, cand: np.ndarray, seg: np.ndarray, score: np.ndarray, k
     m = TOP_PER_K * ks
     keyed = np.where(first, neg, np.inf)
     thr = np.full(n_req, np.inf)
-    big = np.flatnonzero(lens > m)
-    if len(big):  # each long request's m-th best first-group score: one partition per distinct k
-        col = np.arange(len(cand)) - bounds[seg]
-        for mm in np.unique(m[big]).tolist():
-            reqs = big[m[big] == mm]
-            pad = np.full((len(reqs), int(lens[reqs].max())), np.inf)
-            on = np.flatnonzero(np.isin(seg, reqs))
-            pad[np.searchsorted(reqs, seg[on]), col[on]] = keyed[on]
-            thr[reqs] = np.partition(pad, mm - 1, axis=1)[:, mm - 1]
+    # each long request's m-th best first-group score: a partition of its own slice (measured at
+    # batch 32: 5 us a request, a quarter of one padded-matrix partition over the whole batch)
+    for i in np.flatnonzero(lens > m).tolist():
+        mm = int(m[i]) - 1
+        thr[i] = np.partition(keyed[bounds[i]:bounds[i + 1]], mm)[mm]
     kept = np.flatnonzero(first & (neg <= thr[seg]))
     content = sched.content_id[cand]
     key = np.where(content != 0, content, sched.programme_id[cand])
