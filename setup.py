@@ -1,9 +1,11 @@
-"""Only the C extension lives here; everything else is in pyproject.toml.
+"""Only the C extensions live here; everything else is in pyproject.toml.
 
 `optional=True`: if it does not compile, the install still succeeds and the collector uses
-its pure-Python decoder (collector.fastdecode logs that once).
+its pure-Python decoder (collector.fastdecode logs that once) and reads every packet with the
+`mqtt5` codec (collector.mqtt_protocol).
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("collector._fastdecode", ["collector/_fastdecode.c"], optional=True)])
+setup(ext_modules=[Extension("collector._fastdecode", ["collector/_fastdecode.c"], optional=True),
+                   Extension("collector._mqttscan", ["collector/_mqttscan.c"], optional=True)])

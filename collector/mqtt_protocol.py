@@ -1,8 +1,9 @@
 """One MQTT 5 connection as an asyncio Protocol over the `mqtt5` codec (sans-I/O, in Rust).
 
-The hot path is `data_received`: every complete packet in the bytes read is decoded by
-`mqtt5.read`, and each PUBLISH becomes a `Message` appended straight to the owner's buffer
-list — no per-message futures, callbacks or tasks. A packet split across reads waits in a
+The hot path is `data_received`: runs of plain PUBLISH packets in the bytes read become
+`Message`s appended straight to the owner's buffer list in one C call (`collector/_mqttscan.c`,
+when built); every other packet (and every packet, without the extension) is decoded by
+`mqtt5.read`. No per-message futures, callbacks or tasks. A packet split across reads waits in a
 bytearray until its announced length is there. PUBACKs for a whole batch go out in one
 `transport.write`.
 
@@ -15,17 +16,22 @@ PINGREQ, DISCONNECT.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import struct
 import time
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import mqtt5
 
 log = logging.getLogger(__name__)
 
 _read = mqtt5.read
+try:
+    _scan: Any = importlib.import_module("collector._mqttscan").publishes
+except ImportError:  # not compiled (setup.py marks it optional): the codec reads every packet
+    _scan = None
 _Publish = mqtt5.PublishPacket
 _PINGREQ = mqtt5.PingReqPacket().write()
 _DISCONNECT_NORMAL = mqtt5.DisconnectPacket().write()  # reason 0: the broker keeps the session
@@ -90,7 +96,10 @@ class MqttProtocol(asyncio.Protocol):
         self.keepalive_s = keepalive_s  # the broker's Server Keep Alive replaces it, if sent
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self.ready: asyncio.Future[mqtt5.ConnAckPacket] = loop.create_future()  # after SUBACK
+        # CONNACK: the session's backlog follows at once, and may be taken and acknowledged;
+        # SUBACK (`ready`): a broker that pushes the whole backlog first sends it behind all of that.
+        self.connacked: asyncio.Future[mqtt5.ConnAckPacket] = loop.create_future()
+        self.ready: asyncio.Future[mqtt5.ConnAckPacket] = loop.create_future()
         self._connack: mqtt5.ConnAckPacket | None = None
         self._closed = asyncio.Event()
         self._transport: asyncio.Transport | None = None
@@ -140,20 +149,27 @@ class MqttProtocol(asyncio.Protocol):
     def _parse(self, view: memoryview) -> int:
         """Handle every complete packet in `view`; returns how many bytes they took."""
         inbox = self._inbox
-        append = inbox.buffer.append
+        buffer = inbox.buffer
         receiving = inbox.receiving  # after stop_receiving, PUBLISHes stay un-acked: redelivered later
+        scan = _scan if receiving else None
         generation = self.generation
         now_ms = time.time_ns() // 1_000_000  # one clock read per read(): they arrived together
         offset, end, count, nbytes = 0, len(view), 0, 0
         try:
             while offset < end:
+                if scan is not None:  # the plain PUBLISHes from here on, in one call
+                    offset, taken, size = scan(view, offset, Message, now_ms, generation, buffer)
+                    count += taken
+                    nbytes += size
+                    if offset >= end:
+                        break
                 packet, size = _read(view[offset:])
                 offset += size
                 if type(packet) is _Publish:  # QoS 0 or 1: the subscription grants at most 1
                     if receiving:
                         payload = packet.payload
-                        append(Message(packet.topic, payload, packet.packet_id or 0, packet.duplicate,
-                                       now_ms, generation))
+                        buffer.append(Message(packet.topic, payload, packet.packet_id or 0, packet.duplicate,
+                                              now_ms, generation))
                         count += 1
                         nbytes += len(payload)
                 else:
@@ -182,6 +198,8 @@ class MqttProtocol(asyncio.Protocol):
             self.can_ack = True
             self._last_rx = self._last_ping = self._loop.time()
             self._connack = packet
+            if not self.connacked.done():
+                self.connacked.set_result(packet)
             assert self._transport is not None
             self._transport.write(self._subscribe_packet)
         elif isinstance(packet, mqtt5.SubAckPacket):
@@ -282,6 +300,7 @@ class MqttProtocol(asyncio.Protocol):
         self._closed.set()
 
     def _fail_ready(self, exc: Exception) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(exc)
-            self.ready.exception()  # retrieved: nobody may be waiting any more (e.g. a timeout)
+        for future in (self.connacked, self.ready):
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved: nobody may be waiting any more (e.g. a timeout)

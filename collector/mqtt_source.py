@@ -85,9 +85,15 @@ class MqttSource:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def __aenter__(self) -> MqttSource:
-        await self._connect_until_up()
+        """Returns once subscribed. Messages are taken from the CONNACK on: `get_batch` may be
+        called meanwhile (the collector's pipeline runs while this waits for the SUBACK)."""
+        self._spawn(self._keepalive(), "mqtt-keepalive")  # first: it guards the wait for the SUBACK
+        try:
+            await self._connect_until_up()
+        except BaseException:  # cancelled (it retries everything else): no task may outlive us
+            await self.aclose()
+            raise
         self._spawn(self._keep_connected(), "mqtt-reconnect")
-        self._spawn(self._keepalive(), "mqtt-keepalive")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -237,7 +243,11 @@ class MqttSource:
             async with asyncio.timeout(max(10.0, self._settings.keepalive_s)):
                 await loop.create_connection(lambda: proto, self._host, self._port, ssl=self._ssl,
                                              server_hostname=self._host if self._ssl else None)
-                connack = await proto.ready  # CONNACK and SUBACK both succeeded
+                await proto.connacked
+            # No deadline for the SUBACK: mosquitto sends it behind the whole backlog it pushes
+            # at once (measured: 1M queued messages, 6-8 s), which the pipeline is already
+            # taking; a dead broker is found by keep-alive (the _keepalive task is running).
+            connack = await proto.ready  # CONNACK and SUBACK both succeeded
         except BaseException:
             proto.abort("connect failed")
             raise

@@ -98,8 +98,14 @@ class Pipeline:
                 if batch.messages else self._policy.max_age_s
             room = self._policy.max_messages - len(batch.messages)
             received = await self._source.get_batch(room, 0.0 if self._draining.is_set() else wait)
-            for msg in received:
-                self._add(batch, msg)
+            if received:
+                metrics.MESSAGES_IN.inc(len(received))  # per call, not per message: measured 9 % of the CPU
+                redelivered = sum([1 for msg in received if msg.dup])
+                if redelivered:
+                    metrics.REDELIVERIES.inc(redelivered)
+            taken = 0
+            while taken < len(received):
+                taken = self._fill(batch, received, taken)
                 if self._full(batch):
                     await self._queue.put(self._seal(batch))
                     batch = _OpenBatch()
@@ -117,20 +123,34 @@ class Pipeline:
         return (batch.rows >= self._policy.max_rows or len(batch.messages) >= self._policy.max_messages
                 or batch.payload_bytes >= self._policy.max_bytes)
 
-    def _add(self, batch: _OpenBatch, msg: MessageLike) -> None:
-        metrics.MESSAGES_IN.inc()
-        if msg.dup:
-            metrics.REDELIVERIES.inc()
+    def _fill(self, batch: _OpenBatch, received: list[MessageLike], start: int) -> int:
+        """Add `received[start:]` to the batch until it is full; returns where it stopped.
+        One loop with everything in locals: with one-event messages this is the per-message
+        cost of the whole pipeline."""
         if not batch.messages:
             batch.opened = time.monotonic()  # a batch ages from its first message
-        batch.messages.append(msg)
-        batch.payload_bytes += len(msg.payload)
-        result = self._decoder.accept(msg.topic, msg.payload, msg.received_ms)
-        if isinstance(result, Accepted):
-            batch.accepted.append(result)
-            batch.rows += result.event_count
-        else:
-            batch.dead.append(result)
+        accept = self._decoder.accept
+        accepted, dead, messages = batch.accepted, batch.dead, batch.messages
+        rows, nbytes = batch.rows, batch.payload_bytes
+        policy = self._policy
+        max_rows, max_messages, max_bytes = policy.max_rows, policy.max_messages, policy.max_bytes
+        i, end = start, len(received)
+        while i < end:
+            msg = received[i]
+            i += 1
+            messages.append(msg)
+            payload = msg.payload
+            nbytes += len(payload)
+            result = accept(msg.topic, payload, msg.received_ms)
+            if isinstance(result, DeadLetter):
+                dead.append(result)
+            else:
+                accepted.append(result)
+                rows += result.event_count
+            if rows >= max_rows or len(messages) >= max_messages or nbytes >= max_bytes:
+                break
+        batch.rows, batch.payload_bytes = rows, nbytes
+        return i
 
     def _seal(self, batch: _OpenBatch) -> _SealedBatch:
         decoded = self._decoder.decode(batch.accepted)
