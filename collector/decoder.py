@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -60,6 +60,18 @@ class DeadLetter:
     payload: bytes
 
 
+class Arrival(Protocol):
+    """What decoding reads of a message that passed the arrival check: the MQTT message itself
+    when the native scan accepted it (no object made per message), else an `Accepted`."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def received_ms(self) -> int: ...
+
+
 class Accepted:
     """A message that passed the arrival check, waiting in a batch for bulk event decoding.
 
@@ -91,7 +103,7 @@ class Accepted:
 class DecodedBatch:
     events: dict[str, np.ndarray]
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    sources: list[Accepted] = field(default_factory=list)  # the messages whose events these are
+    sources: list[Arrival] = field(default_factory=list)  # the messages whose events these are
 
     @property
     def rows(self) -> int:
@@ -137,20 +149,42 @@ class Decoder:
         except InvalidMessage as exc:
             return dead_letter(topic, payload, received_ms, exc, self.dead_letter_bytes)
 
-    def decode(self, messages: Sequence[Accepted]) -> DecodedBatch:
+    def accept_many(self, messages: Sequence[Arrival]) -> tuple[list[Arrival | DeadLetter], list[int]]:
+        """`accept` for each message, in order, and each one's event count (0 for a dead letter).
+        A message the native scan accepts stands for itself, and the scan runs over the list
+        without a Python frame or object per message: with one-event messages, those were most
+        of the arrival cost."""
+        if not (self.native and fastdecode.AVAILABLE):
+            results: list[Arrival | DeadLetter] = [self.accept(m.topic, m.payload, m.received_ms) for m in messages]
+            return results, [r.event_count if isinstance(r, Accepted) else 0 for r in results]
+        counts = list(map(fastdecode.count, [m.topic for m in messages], [m.payload for m in messages],
+                          [m.received_ms for m in messages], itertools.repeat(self.clock_tolerance_ms),
+                          itertools.repeat(self.max_future_ms)))
+        results = list(messages)
+        if min(counts, default=1) > 0:
+            return results, counts
+        for i, n in enumerate(counts):
+            if n <= 0:  # the Python path decides: Accepted with its envelope, or a dead letter
+                msg = messages[i]
+                result = self.accept(msg.topic, msg.payload, msg.received_ms)
+                results[i] = result
+                counts[i] = result.event_count if isinstance(result, Accepted) else 0
+        return results, counts
+
+    def decode(self, messages: Sequence[Arrival]) -> DecodedBatch:
         if not messages or not (self.native and fastdecode.AVAILABLE):
-            return self._decode_python(messages)
+            return self._decode_python([_as_accepted(m) for m in messages])
         status, rows, columns = fastdecode.decode([m.topic for m in messages], [m.payload for m in messages],
                                                   [m.received_ms for m in messages], self.clock_tolerance_ms,
                                                   self.max_future_ms)
         if status.count(0) == 0:
             return DecodedBatch(columns, [], list(messages))
-        slow = self._decode_python([m for m, ok in zip(messages, status, strict=True) if not ok])
-        return _merge(messages, status, rows, columns, slow)
+        slow_in = [_as_accepted(m) for m, ok in zip(messages, status, strict=True) if not ok]
+        return _merge(messages, status, rows, columns, slow_in, self._decode_python(slow_in))
 
     def _decode_python(self, messages: Sequence[Accepted]) -> DecodedBatch:
         try:
-            return DecodedBatch(self._columns(messages), [], list(messages))
+            return DecodedBatch(self._columns(messages), [], [*messages])
         except (_FastPathFailed, InvalidMessage):  # InvalidMessage: a lazy envelope, see Accepted
             pass
         good: list[Accepted] = []
@@ -163,7 +197,7 @@ class Decoder:
                 dead.append(dead_letter(msg.topic, msg.payload, msg.received_ms, problem,
                                         self.dead_letter_bytes))
         try:
-            return DecodedBatch(self._columns(good), dead, good)
+            return DecodedBatch(self._columns(good), dead, [*good])
         except _FastPathFailed as exc:  # the two validators disagree: a bug, not bad input
             raise AssertionError(f"fast path rejected what check_event accepted: {exc}") from exc
 
@@ -265,13 +299,20 @@ class Decoder:
                     out[fld.column][target] = values
 
 
-def _merge(messages: Sequence[Accepted], status: bytes, rows: np.ndarray, native: dict[str, np.ndarray],
-           slow: DecodedBatch) -> DecodedBatch:
-    """The native and the Python results of one batch, in receive order (see the module doc)."""
+def _as_accepted(msg: Arrival) -> Accepted:
+    """The Python path's view of a message (its envelope decoded on first use)."""
+    return msg if isinstance(msg, Accepted) else Accepted(None, msg.topic, msg.payload, msg.received_ms)
+
+
+def _merge(messages: Sequence[Arrival], status: bytes, rows: np.ndarray, native: dict[str, np.ndarray],
+           slow_in: list[Accepted], slow: DecodedBatch) -> DecodedBatch:
+    """The native and the Python results of one batch, in receive order (see the module doc);
+    `slow_in` are the messages with status 0, as handed to the Python path."""
     if not slow.sources:
         return DecodedBatch(native, slow.dead_letters, [m for m, ok in zip(messages, status, strict=True) if ok])
     stored = {id(m) for m in slow.sources}
-    sources: list[Accepted] = []
+    slow_next = iter(slow_in)
+    sources: list[Arrival] = []
     starts: list[int] = []  # where each source's rows are in native + slow
     lengths: list[int] = []
     native_at, slow_at = 0, len(native["seq"])
@@ -279,12 +320,13 @@ def _merge(messages: Sequence[Accepted], status: bytes, rows: np.ndarray, native
         if ok:
             starts.append(native_at)
             native_at += n
-        elif id(msg) in stored:
+        else:
+            msg = next(slow_next)
+            if id(msg) not in stored:
+                continue
             n = len(msg.envelope.events)
             starts.append(slow_at)
             slow_at += n
-        else:
-            continue
         sources.append(msg)
         lengths.append(n)
     length = np.array(lengths, dtype=np.int64)

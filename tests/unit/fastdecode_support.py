@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from collector import fastdecode
-from collector.decoder import Accepted, DeadLetter, Decoder
+from collector.decoder import Accepted, Arrival, DeadLetter, Decoder
 
 Choose = Callable[[int], int]  # picks one of n encodings; 0 is always the smallest
 
@@ -134,9 +134,49 @@ def outcome(decoder: Decoder, messages: Sequence[tuple[str, bytes]], received_ms
                    dead + [_letter(d) for d in batch.dead_letters])
 
 
+@dataclass
+class _Message:
+    """An MQTT message as the pipeline hands it to `accept_many` (only what decoding reads)."""
+
+    topic: str
+    payload: bytes
+    received_ms: int
+
+
+def outcome_in_bulk(decoder: Decoder, messages: Sequence[tuple[str, bytes]], received_ms: int) -> Outcome:
+    """`outcome` the pipeline's way: one `accept_many` for the batch, messages standing for themselves."""
+    results, counts = decoder.accept_many([_Message(topic, payload, received_ms) for topic, payload in messages])
+    assert len(results) == len(counts) == len(messages)
+    accepted: list[Arrival] = []
+    index: dict[int, int] = {}
+    dead = []
+    for i, (result, count) in enumerate(zip(results, counts, strict=True)):
+        if isinstance(result, DeadLetter):
+            assert count == 0
+            dead.append(_letter(result))
+        else:
+            assert count > 0
+            index[id(result)] = i
+            accepted.append(result)
+    batch = decoder.decode(accepted)
+    assert batch.rows == sum(counts[index[id(m)]] for m in batch.sources)
+    return Outcome([index[id(m)] for m in batch.sources], batch.events,
+                   dead + [_letter(d) for d in batch.dead_letters])
+
+
+def _assert_same(got: Outcome, want: Outcome) -> None:
+    assert got.stored == want.stored
+    assert got.dead == want.dead
+    assert list(got.columns) == list(want.columns)
+    for name, column in got.columns.items():
+        assert column.dtype == want.columns[name].dtype, name
+        assert column.tolist() == want.columns[name].tolist(), name
+
+
 def assert_twins(messages: Sequence[tuple[str, bytes]], received_ms: int, **settings: Any) -> list[bool]:
     """The native decoder accepts a subset of what Python stores; both store and dead-letter the
-    same messages, with the same columns and letters. Returns which messages the native scan took."""
+    same messages, with the same columns and letters, whether accepted one by one or in bulk
+    (`accept_many`, as the pipeline does). Returns which messages the native scan took."""
     assert fastdecode.AVAILABLE, "collector._fastdecode is not built: run pip install -e ."
     native, python = Decoder(**settings), Decoder(native=False, **settings)
     tol, future = native.clock_tolerance_ms, native.max_future_ms
@@ -146,10 +186,7 @@ def assert_twins(messages: Sequence[tuple[str, bytes]], received_ms: int, **sett
     assert [bool(s) for s in status] == scanned, "count() and decode() disagree"
     got, want = outcome(native, messages, received_ms), outcome(python, messages, received_ms)
     assert {i for i, ok in enumerate(scanned) if ok} <= set(want.stored), "native accepted what Python refuses"
-    assert got.stored == want.stored
-    assert got.dead == want.dead
-    assert list(got.columns) == list(want.columns)
-    for name, column in got.columns.items():
-        assert column.dtype == want.columns[name].dtype, name
-        assert column.tolist() == want.columns[name].tolist(), name
+    _assert_same(got, want)
+    _assert_same(outcome_in_bulk(native, messages, received_ms), want)
+    _assert_same(outcome_in_bulk(python, messages, received_ms), want)
     return scanned

@@ -149,7 +149,7 @@ def test_event_rejection_reasons() -> None:
 def test_encode_round_trip() -> None:
     payload = encode_batch(device_id="box-1", household_id=42, firmware="2.1", seq0=10, sent_ms=NOW,
                            events=[make_event("tune", NOW, 1, 2, 3)])
-    batch = Decoder().decode([Decoder().accept("stb/v1/r1/box-1/events", payload, NOW)])  # type: ignore[list-item]
+    batch = Decoder().decode([Decoder().accept("stb/v1/r1/box-1/events", payload, NOW)])
     assert batch.rows == 1 and batch.events["seq"][0] == 10 and batch.events["channel_id"][0] == 2
     with pytest.raises(InvalidMessage):
         make_event("view", NOW, "not a channel", 1, 1)

@@ -192,7 +192,7 @@ def test_mixed_batch_keeps_receive_order() -> None:
                                        **({"extra": 1} if i % 2 else {}))) for i in range(6)]
     accepted = [decoder.accept(TOPIC, p, NOW) for p in payloads]
     assert all(isinstance(a, Accepted) for a in accepted)
-    batch = decoder.decode(accepted)  # type: ignore[arg-type]
+    batch = decoder.decode(accepted)
     assert batch.sources == accepted
     assert batch.events["seq"].tolist() == [100 * i + j for i in range(6) for j in range(i + 1)]
     assert batch.events["power_state"].dtype == np.uint8

@@ -155,7 +155,7 @@ async def test_retryable_errors_are_retried_by_the_sink(fail_times: int) -> None
     sink = WarehouseSink("fake://", retry_min_s=0.001, retry_max_s=0.01, opener=lambda _url: fake)  # type: ignore[arg-type,return-value]
     await sink.start()
     decoder = Decoder()
-    batch = decoder.decode([decoder.accept(message(1).topic, message(1).payload, NOW)])  # type: ignore[list-item]
+    batch = decoder.decode([decoder.accept(message(1).topic, message(1).payload, NOW)])
     await sink.write(batch)
     await sink.aclose()
     assert fake.inserted == 3 and fake.failures == 0
