@@ -45,13 +45,27 @@ FEATURES: Final = (
     "power_cycles_rise_usual",
     # per day watched (a holiday empties days, a decline thins them) and the 4-week slope of daily minutes
     "minutes_per_active_day_usual", "slope_28d",
+    # sessions of a few minutes (switching on, finding nothing, switching off), programmes watched to their
+    # end, zapping and session length: the fragments of viewing that measure dissatisfaction best (docs/CRM.md)
+    "short_sessions_7d", "short_sessions_14d", "short_sessions_28d", "short_sessions_prev_28d",
+    "short_sessions_day_7d", "short_sessions_day_28d", "full_share_7d", "full_share_14d", "full_share_usual",
+    "full_drop_usual", "zaps_session_7d", "zaps_session_14d", "zap_share_14d", "zap_rise_usual",
+    "session_minutes_14d", "session_length_usual", "long_sessions_usual", "long_sessions_day_7d",
 )
 # Kept beside the features: the raw sums reasons are worded from.
 EXTRA: Final = ("prime_share_21d", "short_share_21d", "power_cycles_21d", "sessions_7d", "sessions_21d",
                 "minutes_7d", "minutes_21d", "minutes_prev_28d", "sessions_prev_28d")
 TREND_CAP: Final = 10.0
+# A session (switch-on to the device's next power event) this short is a "short session": ordinary ones
+# last 3 minutes at the least and 40+ minutes typically; switching on, finding nothing and switching off
+# takes a few minutes.
+SHORT_SESSION_S: Final = 540
+# Undefined before 8 weeks of data. The later shares against the usual level (full_share_usual,
+# zap_rise_usual, session_length_usual) stay defined on a partial window - a share of fewer days is still
+# fair, a count is not (dev seeds 5 and 9: masking them too cost 0.004 AUC).
 USUAL: Final = ("trend_7_usual", "trend_14_usual", "sessions_usual", "prime_drop_usual", "short_rise_usual",
-                "power_cycles_rise_usual", "minutes_per_active_day_usual")
+                "power_cycles_rise_usual", "minutes_per_active_day_usual", "short_sessions_prev_28d",
+                "long_sessions_usual")
 # Least-squares slope of daily minutes over the 28 days to F (x = 0..27, days without a row count as 0):
 # (n * sum(x * m) - sum(x) * sum(m)) / (n * sum(x^2) - sum(x)^2) with n = 28, sum(x) = 378, sum(x^2) = 7098.
 _SLOPE: Final = "(28 * dm28 - 378 * (m7 + m21)) / (28 * 7098 - 378 * 378)"
@@ -107,14 +121,28 @@ def stage_sql(db: str, stage: str, settings: CrmSettings, lo_day: int, hi_day: i
     credited = f"kind = 'view' AND duration_s >= {int(c.min_view_s)}"
     secs = f"toFloat64(least(duration_s, {int(c.idle_cut_minutes) * 60}))"
     part = f"arrayElement({hours}, toUInt32(intDiv(modulo(ts_ms + {off}, {DAY_MS}), 3600000) + 1))"
+    dev = (f"SELECT household_id, device_id, toInt64(intDiv(ts_ms + {off}, {DAY_MS})) AS d, "
+           f"sumIf({secs}, {credited}) AS view_s, countIf({credited}) AS views, "
+           f"countIf(kind = 'view' AND duration_s < {int(c.min_view_s)}) AS short_views, "
+           f"sumIf({secs}, {credited} AND {part} = {prime}) AS prime_s, "
+           f"countIf(kind = 'power' AND power_state = 1) AS power_ons, count() AS events, "
+           f"countIf({credited} AND end_reason = 2) AS full_views, countIf(kind = 'tune') AS tunes, "
+           f"countIf(kind = 'tune' AND tune_method = 1) AS zaps, "
+           # sessions: each switch-on paired with the device's next power event of the day (its end)
+           f"arraySort(groupArrayIf(ts_ms * 4 + power_state, kind = 'power')) AS p, "
+           f"arrayFilter(i -> p[i] % 4 = 1 AND i < length(p) AND p[i + 1] % 4 != 1, arrayEnumerate(p)) AS ons, "
+           f"arrayMap(i -> intDiv(p[i + 1], 4) - intDiv(p[i], 4), ons) AS lengths, "
+           f"toUInt64(length(ons)) AS sessions, toFloat64(arraySum(lengths)) / 1000 AS session_s, "
+           f"toUInt64(length(arrayFilter(x -> x <= {SHORT_SESSION_S * 1000}, lengths))) AS short_sessions "
+           f"FROM {db}.events FINAL WHERE ts_ms >= {lo_day * DAY_MS - off} AND ts_ms < {(hi_day + 1) * DAY_MS - off} "
+           f"GROUP BY household_id, device_id, d")
     return [
         f"CREATE TABLE {stage} (household_id UInt64, d Int64, view_s Float64, views UInt64, short_views UInt64, "
-        f"prime_s Float64, power_ons UInt64, events UInt64) ENGINE = MergeTree() ORDER BY (household_id, d)",
-        f"INSERT INTO {stage} SELECT household_id, toInt64(intDiv(ts_ms + {off}, {DAY_MS})) AS d, "
-        f"sumIf({secs}, {credited}), countIf({credited}), countIf(kind = 'view' AND duration_s < {int(c.min_view_s)}), "
-        f"sumIf({secs}, {credited} AND {part} = {prime}), countIf(kind = 'power' AND power_state = 1), count() "
-        f"FROM {db}.events FINAL WHERE ts_ms >= {lo_day * DAY_MS - off} AND ts_ms < {(hi_day + 1) * DAY_MS - off} "
-        f"GROUP BY household_id, d",
+        f"prime_s Float64, power_ons UInt64, events UInt64, full_views UInt64, tunes UInt64, zaps UInt64, "
+        f"sessions UInt64, session_s Float64, short_sessions UInt64) ENGINE = MergeTree() ORDER BY (household_id, d)",
+        f"INSERT INTO {stage} SELECT household_id, d, sum(view_s), sum(views), sum(short_views), sum(prime_s), "
+        f"sum(power_ons), sum(events), sum(full_views), sum(tunes), sum(zaps), sum(sessions), sum(session_s), "
+        f"sum(short_sessions) FROM ({dev}) GROUP BY household_id, d",
     ]
 
 
@@ -132,8 +160,16 @@ def features_sql(db: str, stage: str, days: Sequence[int], horizon: int, known_b
                sumIf(prime_s, {p28}) / 60 AS prp28,
                sumIf(short_views, {w7}) AS sh7, sumIf(short_views, {w21}) AS sh21, sumIf(short_views, {p28}) AS shp28,
                sumIf(views, {w7}) AS vw7, sumIf(views, {w21}) AS vw21, sumIf(views, {p28}) AS vwp28,
+               sumIf(short_sessions, {w7}) AS ss7, sumIf(short_sessions, {w14}) AS ss14,
+               sumIf(short_sessions, {w21}) AS ss21, sumIf(short_sessions, {p28}) AS ssp28,
+               sumIf(full_views, {w7}) AS fv7, sumIf(full_views, {w14}) AS fv14, sumIf(full_views, {p28}) AS fvp28,
+               sumIf(views, {w14}) AS vw14, sumIf(zaps, {w7}) AS zp7, sumIf(zaps, {w14}) AS zp14,
+               sumIf(zaps, {p28}) AS zpp28, sumIf(tunes, {w14}) AS tn14, sumIf(tunes, {p28}) AS tnp28,
+               sumIf(sessions, {w7}) AS se7, sumIf(sessions, {w14}) AS se14, sumIf(sessions, {p28}) AS sep28,
+               sumIf(session_s, {w14}) / 60 AS sm14,
                maxIf(d, view_s > 0) AS last_view, max(d) AS last_event, min(d) AS first_event
-        FROM (SELECT household_id, d, view_s, views, short_views, prime_s, power_ons,
+        FROM (SELECT household_id, d, view_s, views, short_views, prime_s, power_ons, short_sessions, full_views,
+                     zaps, tunes, sessions, session_s,
                      arrayJoin(arrayFilter(x -> x >= d AND x < d + {WINDOW_DAYS}, {fs})) AS f
               FROM {stage})
         GROUP BY household_id, f"""
@@ -182,6 +218,21 @@ def features_sql(db: str, stage: str, days: Sequence[int], horizon: int, known_b
                {_ratio('if(act14 > 0, m14 / act14, 0)', 'if(actp28 > 0, mp28 / actp28, 0)')}
                    AS minutes_per_active_day_usual,
                if(m7 + m21 > 0, ({_SLOPE}) / ((m7 + m21) / 28), {nan}) AS slope_28d,
+               toFloat64(ss7) AS short_sessions_7d, toFloat64(ss14) AS short_sessions_14d,
+               toFloat64(ss7 + ss21) AS short_sessions_28d, toFloat64(ssp28) AS short_sessions_prev_28d,
+               if(act7 > 0, ss7 / act7, {nan}) AS short_sessions_day_7d,
+               if(act7 + act21 > 0, (ss7 + ss21) / (act7 + act21), {nan}) AS short_sessions_day_28d,
+               if(vw7 > 0, fv7 / vw7, {nan}) AS full_share_7d, if(vw14 > 0, fv14 / vw14, {nan}) AS full_share_14d,
+               if(vwp28 > 0, fvp28 / vwp28, {nan}) AS full_share_usual,
+               full_share_usual - full_share_14d AS full_drop_usual,
+               if(se7 > 0, zp7 / se7, {nan}) AS zaps_session_7d, if(se14 > 0, zp14 / se14, {nan}) AS zaps_session_14d,
+               if(tn14 > 0, zp14 / tn14, {nan}) AS zap_share_14d,
+               zap_share_14d - if(tnp28 > 0, zpp28 / tnp28, {nan}) AS zap_rise_usual,
+               if(se14 > 0, sm14 / se14, {nan}) AS session_minutes_14d,
+               if(se14 > ss14 AND sep28 > ssp28 AND mp28 > 0,
+                  (m14 / (se14 - ss14)) / (mp28 / (sep28 - ssp28)), {nan}) AS session_length_usual,
+               if(sep28 > ssp28, ((se14 - ss14) / 14) / ((sep28 - ssp28) / 28), {nan}) AS long_sessions_usual,
+               if(act7 > 0, (se7 - ss7) / act7, {nan}) AS long_sessions_day_7d,
                toFloat64(on7) AS sessions_7d, toFloat64(on21) AS sessions_21d, m7 AS minutes_7d,
                m21 AS minutes_21d, mp28 AS minutes_prev_28d, toFloat64(onp28) AS sessions_prev_28d
         FROM (

@@ -3,9 +3,11 @@
     reasons(frame, contributions, limit=3)   # -> list of lists of sentences, most important first
 
 Contributions (log-odds, TreeSHAP) are summed per *topic* — the features that say one thing
-(viewing volume, silence, sessions, prime time, fragments, power cycles, tenure, price, products)
+(viewing volume, silence, sessions, prime time, fragments, power cycles and sessions of a few minutes,
+tenure, price, products)
 — and the topics that raised the risk (sum > 0.05) are worded from the household's own values,
-largest first: "viewing down 62 % on the previous three weeks", "no viewing for 9 days".
+largest first: "viewing down 62 % on the previous three weeks", "no viewing for 9 days",
+"switched the box on for only a few minutes 6 times in two weeks (was 0)".
 """
 
 from __future__ import annotations
@@ -21,12 +23,18 @@ MIN_CONTRIBUTION: Final = 0.05
 
 TOPICS: Final[dict[str, tuple[str, ...]]] = {
     "viewing": ("minutes_day_7d", "minutes_day_21d", "trend_7_21", "trend_28_28", "minutes_per_session_7d",
-                "trend_7_usual", "trend_14_usual", "minutes_per_active_day_usual", "slope_28d"),
+                "trend_7_usual", "trend_14_usual", "minutes_per_active_day_usual", "slope_28d",
+                "session_minutes_14d", "session_length_usual"),
     "silence": ("days_since_view", "days_since_event"),
-    "sessions": ("sessions_trend", "active_days_7d", "active_days_21d", "sessions_usual"),
+    "sessions": ("sessions_trend", "active_days_7d", "active_days_21d", "sessions_usual", "long_sessions_usual",
+                 "long_sessions_day_7d"),
     "prime": ("prime_share_7d", "prime_share_drop", "prime_drop_usual"),
-    "fragments": ("short_share_7d", "short_share_rise", "short_rise_usual"),
-    "cycles": ("power_cycles_7d", "power_cycles_rise", "power_cycles_rise_usual"),
+    "fragments": ("short_share_7d", "short_share_rise", "short_rise_usual", "full_share_7d", "full_share_14d",
+                  "full_share_usual", "full_drop_usual", "zaps_session_7d", "zaps_session_14d", "zap_share_14d",
+                  "zap_rise_usual"),
+    "cycles": ("power_cycles_7d", "power_cycles_rise", "power_cycles_rise_usual", "short_sessions_7d",
+               "short_sessions_14d", "short_sessions_28d", "short_sessions_prev_28d", "short_sessions_day_7d",
+               "short_sessions_day_28d"),
     "tenure": ("tenure_days", "history_days"),
     "price": ("monthly_fee",),
     "products": ("products", "package", "hd", "multiroom", "suspended"),
@@ -76,6 +84,9 @@ def _prime(r: dict[str, float]) -> str:
 
 
 def _fragments(r: dict[str, float]) -> str:
+    full, usual = r["full_share_14d"], r["full_share_usual"]
+    if not np.isnan(full) and not np.isnan(usual) and full < usual - 0.05:
+        return f"watched {_pct(full)} % of programmes to the end (was {_pct(usual)} %)"
     now, before = r["short_share_7d"], r["short_share_21d"]
     if not np.isnan(now) and not np.isnan(before) and now > before:
         return f"{_pct(now)} % of views under a minute (was {_pct(before)} %)"
@@ -83,6 +94,10 @@ def _fragments(r: dict[str, float]) -> str:
 
 
 def _cycles(r: dict[str, float]) -> str:
+    short, short_before = int(r["short_sessions_14d"]), r["short_sessions_prev_28d"]
+    if short >= 2:
+        was = f" (was {short_before / 2:.0f})" if not np.isnan(short_before) and short_before / 2 < short else ""
+        return f"switched the box on for only a few minutes {short} times in two weeks{was}"
     now, before = r["power_cycles_7d"], r["power_cycles_21d"]
     if np.isnan(now):
         return "box not switched on last week"

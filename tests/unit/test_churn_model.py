@@ -109,6 +109,22 @@ def test_reasons_in_words_most_important_first() -> None:
     assert reasons(f, contrib, limit=1)[0] == ["viewing down 62 % on the previous three weeks"]
 
 
+def test_reasons_word_short_sessions_and_unfinished_programmes() -> None:
+    x = np.zeros((2, len(FEATURES)))
+    col = {f: i for i, f in enumerate(FEATURES)}
+    x[:, col["short_sessions_14d"]], x[:, col["short_sessions_prev_28d"]] = [6, 1], [0, np.nan]
+    x[:, col["full_share_14d"]], x[:, col["full_share_usual"]] = [0.31, 0.5], [0.52, 0.5]
+    x[:, col["power_cycles_7d"]] = [2.0, 1.5]
+    contrib = np.zeros((2, len(FEATURES)))
+    contrib[:, col["short_sessions_day_7d"]] = [0.9, 0.9]      # cycles
+    contrib[:, col["full_drop_usual"]] = [0.4, 0.4]            # fragments
+    got = reasons(frame(x, np.zeros(2)), contrib, limit=2)
+    assert got[0] == ["switched the box on for only a few minutes 6 times in two weeks (was 0)",
+                      "watched 31 % of programmes to the end (was 52 %)"]
+    # one short session is no pattern, and an unchanged share is not worded as a fall
+    assert got[1] == ["box switched on 1.5 times a viewing day (was 0.0)", "0 % of views under a minute"]
+
+
 def test_artifacts_are_published_atomically_and_pruned(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="run `python -m crm churn train` first"):
         load_current(tmp_path)
