@@ -74,7 +74,9 @@ class MqttSettings:
 class BatchSettings:
     """A batch is flushed when any limit is reached. Its messages are acked after commit."""
 
-    max_rows: int = 50_000
+    # 100k rows an insert: ClickHouse 18.16 spent ~25 % less CPU per row than at 50k (measured,
+    # 2M events of 50-event messages: 2.9 vs 3.95 CPU-s), and the collector ~15 % less.
+    max_rows: int = 100_000
     max_messages: int = 16_000
     max_bytes: int = 64 * 1024 * 1024   # payload bytes: bounds a batch of large messages in memory
     max_age_s: float = 0.5
