@@ -25,7 +25,7 @@ import numpy as np
 
 from marketing import store as campaigns
 from marketing.allocation import assign_variants, seed_for, thompson_shares_by_wave
-from marketing.audience import Boxes, consenting, segment_members, unsubscribed
+from marketing.audience import BoxDirectory, consenting, segment_members, unsubscribed
 from marketing.campaign import Campaign
 from marketing.caps import Candidates, SendHistory, decide
 from marketing.downlink import encode_many, message_ids, topic
@@ -71,6 +71,7 @@ class Engine:
         self.publish = publish
         key_file = settings.delivery.id_key_file
         self._id_key = Path(key_file).read_bytes().strip() if key_file else b""
+        self._boxes = BoxDirectory()
 
     def cycle(self, now: dt.datetime) -> CycleResult:
         started = time.monotonic()
@@ -162,7 +163,7 @@ class Engine:
         households = np.concatenate([w.household_id for w in wanted]).astype(np.uint64)
         wave = np.concatenate([w.wave for w in wanted])
         product = np.repeat(np.array([w.campaign.product for w in wanted], dtype=object), sizes)
-        boxes = Boxes.load(self.warehouse, now_ms - s.delivery.device_days * DAY_MS)
+        boxes = self._boxes.get(self.warehouse, now_ms, s.delivery.device_days)
         found, device, region = boxes.lookup(households)
         status = np.full(len(households), "skipped", dtype=object)
         reason = np.full(len(households), f"no box seen in {s.delivery.device_days} days", dtype=object)
