@@ -99,27 +99,29 @@ async def _serve(source: MqttSource, pipeline: Pipeline, stop: asyncio.Event, gr
     if connecting.done() and not connecting.cancelled() and connecting.exception() is None:
         await asyncio.wait({running, stopper}, return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
-    if not connecting.done():
-        connecting.cancel()  # SIGTERM during start-up: the source closes behind us (aclose)
-        await asyncio.gather(connecting, return_exceptions=True)
-    elif (error := connecting.exception()) is not None:  # connect retries all it can: a bug
+    if connecting.done() and (error := connecting.exception()) is not None:  # it retries all it can: a bug
         log.error("mqtt source failed to start", exc_info=error)
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         return 1
-    if running.done():  # the pipeline only ends by itself on an unrecoverable error
-        log.error("pipeline failed; exiting (unacknowledged messages stay with the broker)",
-                  exc_info=running.exception())
-        return 1
-    log.info("SIGTERM: draining", extra={"grace_s": grace_s})
-    await source.stop_receiving()
-    pipeline.drain()
     try:
-        await asyncio.wait_for(running, grace_s)
-    except TimeoutError:
-        log.error("shutdown grace period over with batches uncommitted; the broker keeps and "
-                  "redelivers every unacknowledged message", extra={"grace_s": grace_s})
-        return 1
+        if running.done():  # the pipeline only ends by itself on an unrecoverable error
+            log.error("pipeline failed; exiting (unacknowledged messages stay with the broker)",
+                      exc_info=running.exception())
+            return 1
+        log.info("SIGTERM: draining", extra={"grace_s": grace_s})
+        await source.stop_receiving()
+        pipeline.drain()
+        try:
+            await asyncio.wait_for(running, grace_s)
+        except TimeoutError:
+            log.error("shutdown grace period over with batches uncommitted; the broker keeps and "
+                      "redelivers every unacknowledged message", extra={"grace_s": grace_s})
+            return 1
+    finally:
+        if not connecting.done():  # SIGTERM before the SUBACK: drained on the connection as it was
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
     log.info("collector stopped", extra={"messages": pipeline.committed_messages,
                                          "rows": pipeline.committed_rows})
     return 0

@@ -259,9 +259,10 @@ class MqttProtocol(asyncio.Protocol):
 
     def disconnect(self) -> None:
         """DISCONNECT with reason 0 (the session and its queue are kept) behind the PUBACKs
-        already written. We do not close: the broker closes once it has read it, so when
-        `wait_closed` returns, the broker has processed every PUBACK (closing ourselves
-        lets a quick reconnect take the session over before they are read; measured)."""
+        already written (before the SUBACK too: messages are acknowledged from the CONNACK on).
+        We do not close: the broker closes once it has read it, so when `wait_closed` returns,
+        the broker has processed every PUBACK (closing ourselves lets a quick reconnect take the
+        session over before they are read; measured)."""
         transport = self._transport
         if transport is None:
             self._mark_closed("closed by us")
@@ -271,7 +272,7 @@ class MqttProtocol(asyncio.Protocol):
         self.can_ack = False
         self.closing = True
         self.close_reason = self.close_reason or "closed by us"
-        if not self.ready.done():
+        if not self.connacked.done():  # no session yet: nothing to say goodbye to
             transport.close()
             return
         transport.write(_DISCONNECT_NORMAL)

@@ -244,12 +244,18 @@ class MqttSource:
                 await loop.create_connection(lambda: proto, self._host, self._port, ssl=self._ssl,
                                              server_hostname=self._host if self._ssl else None)
                 await proto.connacked
+        except BaseException:
+            proto.abort("connect failed")
+            raise
+        try:
             # No deadline for the SUBACK: mosquitto sends it behind the whole backlog it pushes
             # at once (measured: 1M queued messages, 6-8 s), which the pipeline is already
             # taking; a dead broker is found by keep-alive (the _keepalive task is running).
             connack = await proto.ready  # CONNACK and SUBACK both succeeded
+        except asyncio.CancelledError:
+            raise  # shutting down: aclose() sends DISCONNECT behind the PUBACKs already written
         except BaseException:
-            proto.abort("connect failed")
+            proto.abort("subscribe failed")
             raise
         self._set_connected(True)
         metrics.MQTT_CONNECTS.inc()

@@ -16,9 +16,13 @@ import mqtt5
 import pytest
 
 from collector import metrics
+from collector.daemon import _serve
+from collector.decoder import Decoder
 from collector.mqtt_protocol import Message, MqttProtocol, packet_size, puback_bytes
 from collector.mqtt_source import MqttSource
-from collector.settings import MqttSettings
+from collector.pipeline import Pipeline
+from collector.settings import BatchSettings, MqttSettings
+from collector.sink import NullSink
 
 Q1 = mqtt5.QoS.AT_LEAST_ONCE
 
@@ -50,6 +54,7 @@ class FakeBroker:
     server_keep_alive: int | None = None
     transports: list[FakeTransport] = field(default_factory=list)
     handshake_extra: bytes = b""  # sent right behind the CONNACK, in the same read
+    suback_held: bool = False  # like mosquitto behind a large backlog: the SUBACK comes later
 
     async def create_connection(self, factory: Callable[[], MqttProtocol], host: str, port: int,
                                 **_: Any) -> tuple[FakeTransport, MqttProtocol]:
@@ -91,7 +96,7 @@ class FakeTransport:
                 if code == mqtt5.ConnAckReasonCode.SUCCESS:
                     reply += self.broker.handshake_extra
                 self._loop.call_soon(self.feed, reply)
-            elif isinstance(packet, mqtt5.SubscribePacket):
+            elif isinstance(packet, mqtt5.SubscribePacket) and not self.broker.suback_held:
                 granted = self.broker.subacks.pop(0) if self.broker.subacks else \
                     mqtt5.SubAckReasonCode.GRANTED_QOS_AT_LEAST_ONCE
                 self._loop.call_soon(self.feed, mqtt5.SubAckPacket(packet.packet_id, [granted]).write())
@@ -213,6 +218,21 @@ async def test_messages_right_behind_the_connack_belong_to_the_new_connection(br
         src.ack([msg])
         assert broker.last.pubacks() == [1]
         assert msg.session == broker.last.proto.generation
+
+
+async def test_the_backlog_is_taken_and_acked_before_the_suback(broker: FakeBroker) -> None:
+    broker.suback_held = True
+    broker.handshake_extra = publish(1, b"queued") + publish(2, b"queued")
+    source = MqttSource(settings())
+    pipeline = Pipeline(source, NullSink(), Decoder(), BatchSettings(max_age_s=0.01))
+    stop = asyncio.Event()
+    serving = asyncio.create_task(_serve(source, pipeline, stop, grace_s=5))
+    await until(lambda: pipeline.committed_messages == 2)  # (dead letters: the payloads are not msgpack)
+    assert broker.last.pubacks() == [1, 2] and not source.connected
+    stop.set()  # SIGTERM before the SUBACK: drained on the live connection, then closed
+    assert await serving == 0
+    await source.aclose()
+    assert isinstance(broker.last.packets[-1], mqtt5.DisconnectPacket)
 
 
 # -- decoding ---------------------------------------------------------------------------------
