@@ -16,6 +16,10 @@ the load generator opens one per client process, so `calls_per_process` shows ho
 balanced). Each server's memory is the proportional set size (PSS) of its process tree:
 the model is memory-mapped and shared, so RSS would count it once per process.
 
+The engine alone (benchmarks/serve_engine.py): CPU per call of `recommend_batch` in this
+process at batch sizes 1-64 on the same model and requests, beside the null handler's per-call
+CPU (server_cpu_pct / qps): the engine's cost against the gRPC stack's.
+
 A spawned pool of client processes (benchmarks/serve_client.py) holds the concurrency as
 in-flight calls (split evenly), warms up, then measures a fixed window per level: p50/p99
 latency, QPS, non-OK statuses, and the CPU of the server and of the clients. Client and
@@ -39,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import serve_client, serve_model
+from benchmarks import serve_client, serve_engine, serve_model
 from benchmarks.common import Result, cpu_seconds, proc_status_kib, table
 from recommender.settings import DAY_MS
 from stbcommon.localservers import free_port
@@ -191,6 +195,9 @@ def _headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
     by = {(r["server"], r["concurrency"]): r for r in rows}
     out: dict[str, Any] = {"null_qps": {c: round(by["null", c]["qps"]) for c in LEVELS},
                            "null_p99_ms": {c: round(by["null", c]["p99_ms"], 2) for c in LEVELS}}
+    # CPU a call of the server's process tree at concurrency 32: the gRPC stack's own (null) and each server's
+    out["server_cpu_ms_per_call_c32"] = {label: round(r["server_cpu_pct"] / 100 / r["qps"] * 1e3, 3)
+                                         for (label, c), r in by.items() if c == 32 and r["qps"]}
     if ("null x2", 32) in by:
         out["null_x2_qps"] = {c: round(by["null x2", c]["qps"]) for c in LEVELS}
         out["null_x2_p99_ms"] = {c: round(by["null x2", c]["p99_ms"], 2) for c in LEVELS}
@@ -251,6 +258,9 @@ def run(args: argparse.Namespace) -> Result:
             model_dir = work / f"models-{contents}"
             serve_model.publish(model_dir, users, contents, guide, seed=contents)
             result.params[f"model_build_s_{contents}"] = round(time.monotonic() - t, 1)
+            engine_ms = serve_engine.engine_cpu_ms(model_dir, base)
+            result.params[f"engine_cpu_ms_per_call_{contents}"] = engine_ms
+            print(f"engine alone, {contents:,} contents: CPU ms a call by batch size {engine_ms}", flush=True)
             for suffix, env, processes in VARIANTS[: None if args.quick or contents == catalogues[0] else 2]:
                 label = f"model {contents // 1000}k{suffix}"
                 metrics_port = free_port()
