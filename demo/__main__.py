@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--dir", default="demo-data", help="working folder (emptied first)")
+    p.add_argument("--churn-households", type=int, default=1000,
+                   help="households of the simulated 120-day history churn is shown on (runs shorter than 90 days)")
     p.add_argument("--no-console", action="store_true",
                    help="do not leave the operator console running at the end (it starts, is checked, stops)")
     args = p.parse_args(argv)
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         collector = None
         print_summary(store)
-        run_crm(store, work, plan, households)
+        run_crm(store, work, plan, households, args.churn_households)
         run_marketing(store, work, plan, households, broker.url)
         run_recommendations(store, work, plan)
         print(f"\nground truth: {work / 'truth.npz'}; data: {work / 'chdb'} (chdb); "

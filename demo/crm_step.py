@@ -11,7 +11,7 @@ from firmware_sim.fleet import FleetPlan
 from firmware_sim.households import Households
 
 
-def run_crm(store_url: str, work: Path, plan: FleetPlan, households: Households) -> None:
+def run_crm(store_url: str, work: Path, plan: FleetPlan, households: Households, churn_households: int = 1000) -> None:
     """Subscriber extract, profiles and tags, then yesterday's top programmes and the football fans
     (through `python -m crm`, as an operator would: the simulator never imports the CRM)."""
     import datetime as dt
@@ -35,17 +35,30 @@ def run_crm(store_url: str, work: Path, plan: FleetPlan, households: Households)
             print("\n".join("   " + line for line in run.stdout.splitlines()[1:]), flush=True)
         elif step[0] == "segment":
             print(f"   segment \"football fans\" (interest.football): {int(run.stdout):,} households", flush=True)
-    # Churn needs 28 days of history before a training day and 30 after it (docs/CRM.md).
+    # Churn needs 8 weeks of history before a training day and 30 days after it (docs/CRM.md): a
+    # short demo scores a simulated history of its own, in a store of its own.
+    churn_store, model_dir = store_url, work / "churn"   # the console shows this model (demo/console_step.py)
     if plan.days < 90:
-        print("   churn early warning: needs 90+ simulated days (--days 90) to train", flush=True)
-        return
+        history = work / "churn-history"
+        churn_store, model_dir = f"chdb://{history / 'chdb'}", history / "model"
+        print(f"\n== Churn early warning (the live demo has {plan.days} days: a simulated 120-day history of "
+              f"{churn_households:,} households, 3x the usual leaving rates)", flush=True)
+        load = subprocess.run([sys.executable, "-m", "demo.churn_history", "--store", churn_store,
+                               "--households", str(churn_households)],
+                              capture_output=True, text=True, timeout=1800)
+        if load.returncode != 0:
+            print(f"   churn history failed: {load.stderr.strip()[-500:]}", flush=True)
+            return
+        print(f"   {load.stdout.strip()}", flush=True)
+    else:
+        print("\n== Churn early warning", flush=True)
     # Households leave the store as keyed pseudonyms (docs/SECURITY.md): the demo makes its own key.
     key = work / "pseudonym.key"
     key.write_bytes(os.urandom(32))
     key.chmod(0o600)
     env = {**os.environ, "STB_CRM__PRIVACY__KEY_FILE": str(key)}
-    for step in (["churn", "train", "--model-dir", str(work / "churn")],
-                 ["churn", "score", "--model-dir", str(work / "churn"), "--top", "3"]):
-        run = subprocess.run([sys.executable, "-m", "crm", *step, "--store", store_url, "--no-progress"],
+    for step in (["churn", "train", "--model-dir", str(model_dir)],
+                 ["churn", "score", "--model-dir", str(model_dir), "--top", "3"]):
+        run = subprocess.run([sys.executable, "-m", "crm", *step, "--store", churn_store, "--no-progress"],
                              capture_output=True, text=True, timeout=1800, env=env)
         print("\n".join("   " + line for line in (run.stdout or run.stderr).strip().splitlines()), flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,11 +44,14 @@ def test_same_seed_same_events(tmp_path: Path) -> None:
 
 def test_short_demo_runs_and_leaves_nothing_running(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "demo", "--households", "150", "--days", "1",
-                          "--processes", "1", "--dir", str(tmp_path / "demo"), "--no-console"],
+                          "--processes", "1", "--dir", str(tmp_path / "demo"), "--no-console",
+                          "--churn-households", "300"],
                          cwd=ROOT, capture_output=True, text=True, timeout=480)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "== stored:" in out.stdout and "Top channels by watch time" in out.stdout
     assert "0 dead letters" in out.stdout
+    assert "== Churn early warning" in out.stdout and "households scored for" in out.stdout
+    assert re.search(r"^ +h[0-9a-f]{16} +0\.\d{3} +\w", out.stdout, re.M), "the riskiest households with reasons"
     assert "== Marketing" in out.stdout and "cycle: 1 active campaign(s)" in out.stdout
     assert "campaign euro-football (active)" in out.stdout
     assert "== Console: http://127.0.0.1:" in out.stdout and "admin     ada / demo-admin" in out.stdout
