@@ -157,10 +157,11 @@ async def test_health_is_open_and_reflection_is_not(channel: grpc.aio.Channel) -
     r = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
     assert r.status == health_pb2.HealthCheckResponse.SERVING
     refl = reflection_pb2_grpc.ServerReflectionStub(channel)
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        async for _ in refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])):
-            pass
-    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # Nothing written on the refused stream: the server refuses on the call's metadata alone. (Writing a
+    # request raced the refusal: a write failing first surfaces as INTERNAL "Failed execute_batch",
+    # seen once in five fresh-clone runs.)
+    refused = refl.ServerReflectionInfo(timeout=10)
+    assert await refused.code() == grpc.StatusCode.UNAUTHENTICATED
     names = [s.name async for resp in refl.ServerReflectionInfo(
         iter([reflection_pb2.ServerReflectionRequest(list_services="")]), metadata=bearer(EPG_TOKEN))
         for s in resp.list_services_response.service]
