@@ -57,16 +57,23 @@ def fields(msg: Message) -> tuple[str, bytes, int, bool]:
     return msg.topic, msg.payload, msg.mid, msg.dup
 
 
+def codec_step(view: memoryview, offset: int, out: list[tuple[str, bytes, int, bool]]) -> int:
+    """One packet through the codec (a PUBLISH's fields appended to `out`); its size, or 0 where
+    the codec stops (an incomplete or malformed packet)."""
+    try:
+        packet, size = mqtt5.read(view[offset:])
+    except (IndexError, ValueError):
+        return 0
+    if isinstance(packet, mqtt5.PublishPacket):
+        out.append((packet.topic, packet.payload, packet.packet_id or 0, packet.duplicate))
+    return int(size)
+
+
 def by_codec(data: bytes) -> tuple[list[tuple[str, bytes, int, bool]], int]:
     """Every PUBLISH the codec reads, and where it stops (an incomplete or malformed packet)."""
-    out, view, offset = [], memoryview(data), 0
-    while offset < len(data):
-        try:
-            packet, size = mqtt5.read(view[offset:])
-        except (IndexError, ValueError):
-            break
-        if isinstance(packet, mqtt5.PublishPacket):
-            out.append((packet.topic, packet.payload, packet.packet_id or 0, packet.duplicate))
+    out: list[tuple[str, bytes, int, bool]] = []
+    view, offset = memoryview(data), 0
+    while offset < len(data) and (size := codec_step(view, offset, out)):
         offset += size
     return out, offset
 
@@ -80,14 +87,8 @@ def by_protocol_loop(data: bytes) -> tuple[list[tuple[str, bytes, int, bool]], i
         offset, _, _ = publishes(view, offset, Message, RECEIVED, SESSION, messages)
         taken.extend(fields(m) for m in messages)
         messages.clear()
-        if offset >= len(data):
+        if offset >= len(data) or not (size := codec_step(view, offset, taken)):
             break
-        try:
-            packet, size = mqtt5.read(view[offset:])
-        except (IndexError, ValueError):
-            break
-        if isinstance(packet, mqtt5.PublishPacket):
-            taken.append((packet.topic, packet.payload, packet.packet_id or 0, packet.duplicate))
         offset += size
     return taken, offset
 
