@@ -151,7 +151,7 @@ def _churn_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse
     ev = csub.add_parser("evaluate", parents=[common, day], formatter_class=fmt,
                          help="out-of-time evaluation against rule baselines (and the simulator's truth)",
                          description="Train as of an earlier day and test on the later feature days whose outcome "
-                                     "is known on --day: AUC, PR-AUC, lift@10 %%, Brier, per tenure band, against "
+                                     "is known on --day: AUC, PR-AUC, lift@10 %, Brier, per tenure band, against "
                                      "days-since-last-view and 7/21-day trend rules and, with --truth, the "
                                      "simulator's own forecast (the ceiling).")
     ev.add_argument("--json", metavar="PATH", help="also write the evaluation as JSON")
