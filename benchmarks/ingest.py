@@ -39,7 +39,7 @@ def drain(mqtt: Mosquitto, store_url: str, work: Path, traffic: Traffic, workers
         collector.start()  # creates the persistent sessions, then goes away
         collector.wait_for(lambda _m: all(collector.metrics(i).get("collector_mqtt_connected") == 1
                                           for i in range(workers)), 60, "every worker connected")
-        assert collector.terminate() == 0
+        collector.stop_cleanly()
         publish_fast_parallel(mqtt.url, traffic, processes=2)
         started = time.monotonic()
         # Where the two cores go: the broker and ClickHouse share them with the collector.
@@ -53,7 +53,7 @@ def drain(mqtt: Mosquitto, store_url: str, work: Path, traffic: Traffic, workers
         clickhouse_cpu, broker_cpu = cpu_seconds(clickhouse_pid) - cpu0[0], cpu_seconds(_pid(mqtt)) - cpu0[1]
         assert collector.proc is not None
         collector_cpu = tree_cpu_seconds(collector.proc.pid)
-        assert collector.terminate() == 0
+        collector.stop_cleanly()
     finally:
         collector.close()
     return _figures(traffic, store_url, label, elapsed, collector_cpu, clickhouse_cpu, broker_cpu,
@@ -157,7 +157,7 @@ def live(mqtt: Mosquitto, store_url: str, work: Path, traffic: Traffic, workers:
         published_at = time.time()
         collector.wait_for(lambda _m: rows() >= traffic.total_events, 600, "every published event committed")
         committed_at = time.time()
-        assert collector.terminate() == 0
+        collector.stop_cleanly()
     finally:
         collector.close()
     return {"events": traffic.total_events, "publish_s": round(run.seconds, 2),

@@ -46,7 +46,7 @@ import numpy as np
 from benchmarks import serve_client, serve_engine, serve_model
 from benchmarks.common import Result, cpu_seconds, proc_status_kib, table
 from recommender.settings import DAY_MS
-from stbcommon.localservers import free_port
+from stbcommon.ports import free_ports
 
 LEVELS = (1, 8, 32, 128)
 CLIENT_PROCESSES = 2
@@ -263,7 +263,7 @@ def run(args: argparse.Namespace) -> Result:
             print(f"engine alone, {contents:,} contents: CPU ms a call by batch size {engine_ms}", flush=True)
             for suffix, env, processes in VARIANTS[: None if args.quick or contents == catalogues[0] else 2]:
                 label = f"model {contents // 1000}k{suffix}"
-                metrics_port = free_port()
+                metrics_port = free_ports(processes)[0]  # serving process i: metrics_port + i
                 server = Server.start(label, ["recommender", "serve", "--store", store, "--model-dir", str(model_dir),
                                               "--listen", "127.0.0.1:0", "--metrics-port", str(metrics_port),
                                               "--processes", str(processes), "--log-format", "text"],

@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from stbcommon.localservers import free_port
+from stbcommon.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,7 @@ class CollectorProcess:
     def __init__(self, mqtt_url: str, store_url: str, tmp: Path, *, group: str = "test", workers: int = 1,
                  extra_env: dict[str, str] | None = None) -> None:
         self.mqtt_url, self.store_url, self.group, self.workers = mqtt_url, store_url, group, workers
-        self.metrics_port = free_port()
+        self.metrics_port = free_ports(workers)[0]  # worker i serves metrics on port + i
         self.log_path = tmp / f"collector-{self.metrics_port}.log"
         self.env = {**os.environ, "STB_COLLECTOR__BATCH__MAX_AGE_S": "0.2",
                     "STB_COLLECTOR__STORE__RETRY_MAX_S": "1.0",
@@ -97,6 +97,12 @@ class CollectorProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+    def stop_cleanly(self, timeout: float = 30) -> None:
+        """SIGTERM, then fail with the log's tail unless the collector exits 0."""
+        code = self.terminate(timeout)
+        if code != 0:
+            raise AssertionError(f"collector exited {code} on SIGTERM:\n{self.log_tail()}")
 
     def kill(self) -> None:
         assert self.proc is not None

@@ -16,15 +16,11 @@ import time
 from pathlib import Path
 from typing import Self
 
+from stbcommon.ports import free_port as free_port  # re-exported: the fixtures take it from here
+
 
 class ServerError(RuntimeError):
     """A local server could not be started; the message carries its log tail."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _find(binary: str) -> str:

@@ -133,7 +133,7 @@ def test_collector_exact_final_counts_and_redelivered_copies_collapse(
         messages = list(traffic.messages())
         publish(mosquitto.url, messages + messages[:30])  # agents that resent after a lost PUBACK
         collector.wait_rows(traffic.total_events + 30 * 20)
-        assert collector.terminate() == 0
+        collector.stop_cleanly()
     finally:
         collector.close()
     assert _events(shared_url, "exact") == (traffic.total_events, 0)
@@ -162,7 +162,7 @@ def test_a_replica_killed_mid_stream_then_back_loses_and_doubles_nothing(
         replica.start()
         publish(mosquitto.url, messages[2 * third:])
         collector.wait_quiet(quiet_s=3.0, timeout=120)
-        assert collector.terminate() == 0
+        collector.stop_cleanly()
     finally:
         collector.close()
         clickhouse_cluster.start()
@@ -191,7 +191,7 @@ def test_a_whole_shard_stopped_then_back_loses_and_doubles_nothing(
             node.start()
         publish(mosquitto.url, messages[2 * third:])
         collector.wait_quiet(quiet_s=3.0, timeout=120)
-        assert collector.terminate() == 0
+        collector.stop_cleanly()
     finally:
         collector.close()
         clickhouse_cluster.start()

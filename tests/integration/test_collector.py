@@ -36,7 +36,7 @@ def test_end_to_end_counts_equal(mosquitto, collector: Collector, store_url: str
     traffic = Traffic(devices=40, messages_per_device=25, events_per_message=20)
     publish(mosquitto.url, traffic.messages())
     collector.wait_rows(traffic.total_events)
-    assert collector.terminate() == 0
+    collector.stop_cleanly()
     assert count_events(store_url) == traffic.total_events
     assert count_events(store_url, final=False) == traffic.total_events  # no duplicates at all here
 
@@ -47,7 +47,7 @@ def test_redelivered_duplicates_count_once(mosquitto, collector: Collector, stor
     messages = list(traffic.messages())
     publish(mosquitto.url, messages + messages[:20])  # an agent that resent after a lost PUBACK
     collector.wait_rows(traffic.total_events + 20 * 10)
-    assert collector.terminate() == 0
+    collector.stop_cleanly()
     assert count_events(store_url) == traffic.total_events
     assert differing_copies(store_url) == 0  # the copies are identical
 
@@ -63,7 +63,7 @@ def test_kill_9_mid_stream_then_restart_gives_every_event_once(mosquitto, collec
     publisher.join(120)
     collector.start()
     collector.wait_quiet()
-    assert collector.terminate() == 0
+    collector.stop_cleanly()
     assert count_events(store_url) == traffic.total_events
     assert differing_copies(store_url) == 0  # redelivered after the kill: identical copies only
 
@@ -73,13 +73,13 @@ def test_sigterm_flushes_and_acknowledges(mosquitto, collector: Collector, store
     traffic = Traffic(devices=20, messages_per_device=10, events_per_message=5)
     publish(mosquitto.url, traffic.messages())
     collector.wait_for(lambda m: m.get("collector_messages_received_total", 0) >= 200, 30, "all received")
-    assert collector.terminate() == 0
+    collector.stop_cleanly()
     assert count_events(store_url, final=False) == traffic.total_events
     # Everything was acknowledged: a restarted collector gets nothing redelivered.
     collector.start()
     time.sleep(1.5)
     assert collector.metrics().get("collector_messages_received_total", 0) == 0
-    assert collector.terminate() == 0
+    collector.stop_cleanly()
     assert count_events(store_url, final=False) == traffic.total_events
 
 
@@ -96,7 +96,7 @@ def test_broker_restart_shared_subscription(mosquitto, collector: Collector, sto
     second = Traffic(devices=10, messages_per_device=20, events_per_message=10, device_prefix="west")
     publish(mosquitto.url, second.messages())
     collector.wait_quiet(quiet_s=2.0)
-    assert collector.terminate() == 0
+    collector.stop_cleanly()
     assert count_events(store_url) == first.total_events + second.total_events
     assert differing_copies(store_url) == 0
 
@@ -119,7 +119,7 @@ def test_broker_restart_exclusive_subscription_loses_nothing(mosquitto, store_ur
         publish(mosquitto.url, second.messages())  # before the collector is back
         collector.wait_for(lambda m: m.get("collector_mqtt_connects_total", 0) >= 2, 30, "reconnected")
         collector.wait_quiet(quiet_s=2.0)
-        assert collector.terminate() == 0
+        collector.stop_cleanly()
         assert count_events(store_url) == first.total_events + second.total_events
         assert differing_copies(store_url) == 0
     finally:
@@ -158,7 +158,7 @@ def test_every_bad_input_class_is_dead_lettered(mosquitto, collector: Collector,
     collector.wait_for(lambda m: m.get('collector_rows_written_total{table="dead_letters"}', 0) >= len(bad)
                        and m.get('collector_rows_written_total{table="events"}', 0) >= 3, 30, "dead letters")
     assert collector.proc is not None and collector.proc.poll() is None  # still running
-    assert collector.terminate() == 0
+    collector.stop_cleanly()
     reasons = dead_letter_reasons(store_url)
     expected: dict[str, int] = {}
     for *_, reason in bad:
@@ -184,7 +184,7 @@ def test_clickhouse_outage_under_load_loses_nothing(mosquitto, clickhouse_server
         clickhouse_server.start()
         publish(mosquitto.url, messages[2 * third:])
         collector.wait_quiet(quiet_s=2.0)
-        assert collector.terminate() == 0
+        collector.stop_cleanly()
         assert count_events(clickhouse_url) == traffic.total_events
         assert differing_copies(clickhouse_url) == 0
     finally:
@@ -206,7 +206,7 @@ def test_starts_while_clickhouse_is_down_and_catches_up(mosquitto, clickhouse_se
         traffic = Traffic(devices=5, messages_per_device=5, events_per_message=5)
         publish(mosquitto.url, traffic.messages())
         collector.wait_rows(traffic.total_events)
-        assert collector.terminate() == 0
+        collector.stop_cleanly()
         assert count_events(clickhouse_url, final=False) == traffic.total_events
     finally:
         collector.close()
@@ -226,7 +226,7 @@ def test_two_workers_split_one_stream(mosquitto, clickhouse_url: str, tmp_path: 
         while count_events(clickhouse_url, final=False) < traffic.total_events and time.monotonic() < deadline:
             time.sleep(0.2)
         per_worker = [collector.metrics(i).get("collector_messages_received_total", 0) for i in (0, 1)]
-        assert collector.terminate() == 0
+        collector.stop_cleanly()
         assert count_events(clickhouse_url, final=False) == traffic.total_events  # each message to one member
         assert sum(per_worker) == 1000 and min(per_worker) > 100  # both members took a share
     finally:
@@ -252,7 +252,7 @@ def test_a_dropped_events_table_holds_every_message_until_it_is_back(mosquitto, 
         assert metrics.get('collector_rows_written_total{table="dead_letters"}', 0) == 0
         store.execute(TABLES["events"].ddl(store.database))  # the operator restores the table
         collector.wait_rows(traffic.total_events)
-        assert collector.terminate() == 0
+        collector.stop_cleanly()
         assert count_events(clickhouse_url, final=False) == traffic.total_events
         assert dead_letter_reasons(clickhouse_url) == {}
     finally:

@@ -24,6 +24,7 @@ from proto import recommender_pb2_grpc as pb_grpc
 from recommender import artifact
 from recommender.train import train
 from stbcommon.localservers import ClickHouseServer, free_port
+from stbcommon.ports import free_ports
 from tests.integration.test_rec_store import small_settings
 from tests.unit.test_rec_planted import DAY_MS, HOUR_MS, PlantedWorld, event_columns, planted_world
 from warehouse import open_warehouse
@@ -56,7 +57,7 @@ class Served:
 def start_server(store_url: str, model_dir: Path, folder: Path, **env_settings: str) -> Served:
     ready = folder / f"ready-{uuid.uuid4().hex[:6]}"
     log = folder / f"serve-{uuid.uuid4().hex[:6]}.log"
-    metrics_port = free_port()
+    metrics_port = free_ports(int(env_settings.get("serve__processes", "1")))[0]  # process i: metrics_port + i
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "STB_RECOMMENDER__SERVE__RELOAD_POLL_S": "0.2",
            **{f"STB_RECOMMENDER__{k.upper()}": v for k, v in env_settings.items()}}
     with log.open("wb") as out:
