@@ -60,13 +60,16 @@ class Boxes:
     region: np.ndarray        # object (str)
 
     @classmethod
-    def load(cls, warehouse: Warehouse, since_ms: int, also: str = "") -> Boxes:
+    def load(cls, warehouse: Warehouse, since_ms: int, device_since_ms: int | None = None) -> Boxes:
+        """Each household's most active box and its region, from the events since `since_ms`;
+        `device_since_ms` also bounds the box clock's time (the table's partition key) to read less."""
+        device = "" if device_since_ms is None else " AND device_ts_ms >= %(device_since)s"
         got = warehouse.query_columns(
             "SELECT household_id, argMax(device_id, n) AS device_id, argMax(region, n) AS region FROM ("
             "  SELECT household_id, device_id, any(region) AS region, count() AS n "
-            f"  FROM {warehouse.database}.events WHERE ts_ms >= %(since)s{also} AND kind != 'msg_shown' "
+            f"  FROM {warehouse.database}.events WHERE ts_ms >= %(since)s{device} AND kind != 'msg_shown' "
             "  AND kind != 'msg_response' GROUP BY household_id, device_id) "
-            "GROUP BY household_id ORDER BY household_id", {"since": since_ms})
+            "GROUP BY household_id ORDER BY household_id", {"since": since_ms, "device_since": device_since_ms or 0})
         return cls(np.asarray(got["household_id"], dtype=np.uint64), np.asarray(got["device_id"], dtype=object),
                    np.asarray(got["region"], dtype=object))
 
@@ -74,7 +77,7 @@ class Boxes:
     def seen_since(cls, warehouse: Warehouse, since_ms: int) -> Boxes:
         """Boxes of the events since `since_ms` (`Boxes.load` over a short window: the partitions
         of the device days from a day before it, so a skewed box clock is still read)."""
-        return cls.load(warehouse, since_ms, f" AND device_ts_ms >= {int(since_ms) - DAY_MS}")
+        return cls.load(warehouse, since_ms, device_since_ms=since_ms - DAY_MS)
 
     def adding(self, other: Boxes) -> Boxes:
         """These boxes plus `other`'s households that are not here yet (sorted by household)."""
