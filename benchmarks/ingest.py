@@ -21,6 +21,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from benchmarks.common import Result, cpu_seconds, table, tree_cpu_seconds
 from collector.process import CollectorProcess
@@ -96,7 +97,8 @@ def budget(row: dict[str, object]) -> dict[str, object]:
     per_million = {who: float(str(row[f"{who}_cpu_s"])) / int(str(row["committed"])) * 1e6
                    for who in ("collector", "clickhouse", "broker")}
     total = sum(per_million.values())
-    return {"events_per_message": row["events_per_message"], "messages": row["messages"], "store": row["store"],
+    return {"drain": row["drain"], "events_per_message": row["events_per_message"], "messages": row["messages"],
+            "store": row["store"],
             "workers": row["workers"], **{f"{who}_cpu_s_per_M": round(v, 2) for who, v in per_million.items()},
             "total_cpu_s_per_M": round(total, 2), "bound_events_per_s": round(2 / (total / 1e6)) if total else None,
             "measured_events_per_s": round(float(str(row["events_per_s"])))}
@@ -166,60 +168,68 @@ def live(mqtt: Mosquitto, store_url: str, work: Path, traffic: Traffic, workers:
             "lag_s": round(committed_at - published_at, 2)}
 
 
+class Drain(NamedTuple):
+    name: str                    # "one-event", "fifty-event", "fifty-event-long": rows are picked by it
+    events_per_message: int
+    messages: int
+    worker_counts: tuple[int, ...]
+    with_naive: bool
+
+
 def run(args: argparse.Namespace) -> Result:
-    # (events per message, messages, worker counts, naive reference): the one-event drain is the
-    # single-process target (>= 100k msg/s); the naive reference and --workers 2 are the 50-event
-    # comparisons (a naive drain of 1M one-event messages alone would take a minute); the long
-    # 50-event drain (10M events, one process) is the 1M events/s target without start-up weighing
-    # on it: 40,000 messages drain in ~3 s, a third of it the process start.
-    sizes = [(1, 20_000 if args.quick else 1_000_000, (1,), False),
-             (50, 4_000 if args.quick else 40_000, (1, 2), True)]
+    # The one-event drain is the single-process target (>= 100k msg/s); the naive reference and
+    # --workers 2 are the 50-event comparisons (a naive drain of 1M one-event messages alone would
+    # take a minute); the long 50-event drain (10M events, one process) is the 1M events/s target
+    # without start-up weighing on it: 40,000 messages drain in ~3 s, a third of it the process start.
+    drains = [Drain("one-event", 1, 20_000 if args.quick else 1_000_000, (1,), False),
+              Drain("fifty-event", 50, 4_000 if args.quick else 40_000, (1, 2), True)]
     if not args.quick:
-        sizes.append((50, 200_000, (1,), False))
+        drains.append(Drain("fifty-event-long", 50, 200_000, (1,), False))
     result = Result("ingest", {"mode": "drain", "quick": args.quick,
-                               "batches": [{"events_per_message": e, "messages": n} for e, n, _, _ in sizes]})
+                               "batches": [{"events_per_message": d.events_per_message, "messages": d.messages}
+                                           for d in drains]})
     live_rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = Path(tmp)
         with Mosquitto(work / "mosquitto") as mqtt, ClickHouseServer(work / "clickhouse") as clickhouse:
-            for events_per_message, messages, worker_counts, with_naive in sizes:
-                traffic = Traffic(devices=500, messages_per_device=messages // 500,
-                                  events_per_message=events_per_message)
+            for d in drains:
+                traffic = Traffic(devices=500, messages_per_device=d.messages // 500,
+                                  events_per_message=d.events_per_message)
                 naive_rate = None
-                if with_naive:
-                    naive = naive_drain(mqtt, clickhouse.url(f"naive{events_per_message}"), traffic,
+                if d.with_naive:
+                    naive = naive_drain(mqtt, clickhouse.url(f"naive{d.events_per_message}"), traffic,
                                         _pid(clickhouse))
                     naive_rate = naive["events_per_s"]
-                    result.add(events_per_message=events_per_message, messages=traffic.total_messages,
+                    result.add(drain=d.name, events_per_message=d.events_per_message, messages=traffic.total_messages,
                                store="clickhouse", workers="naive", **naive, ratio_to_null=None, ratio_to_naive=1.0)
                 reference: dict[int, float] = {}
-                for workers in worker_counts:  # each store compared with the null store at the same worker count
+                for workers in d.worker_counts:  # each store compared with the null store at the same worker count
                     for store, url in (("null", "null://"),
-                                       ("clickhouse", clickhouse.url(f"b{events_per_message}w{workers}"))):
+                                       ("clickhouse", clickhouse.url(f"b{d.events_per_message}w{workers}"))):
                         figures = drain(mqtt, url, work, traffic, workers, f"{store} w{workers}", _pid(clickhouse))
                         if store == "null":
                             reference[workers] = figures["events_per_s"]
-                        result.add(events_per_message=events_per_message, messages=traffic.total_messages,
-                                   store=store, workers=workers, **figures,
+                        result.add(drain=d.name, events_per_message=d.events_per_message,
+                                   messages=traffic.total_messages, store=store, workers=workers, **figures,
                                    ratio_to_null=figures["events_per_s"] / reference[workers],
                                    ratio_to_naive=figures["events_per_s"] / naive_rate if naive_rate else None)
             live_traffic = Traffic(devices=500, messages_per_device=8 if args.quick else 80, events_per_message=50)
             for workers in (1, 2):
                 figures = live(mqtt, clickhouse.url(f"live{workers}"), work, live_traffic, workers)
                 live_rows.append({"workers": workers, "events_per_message": 50, **figures})
-    stored = [r for r in result.rows if r["store"] == "clickhouse" and r["workers"] != "naive"
-              and r["messages"] in (sizes[0][1], sizes[1][1])]
-    best = {e: max((r for r in stored if r["events_per_message"] == e), key=lambda r: r["events_per_s"])
-            for e, _, _, _ in sizes}
-    long = [r for r in result.rows if r["store"] == "clickhouse" and r["events_per_message"] == 50
-            and r["messages"] != sizes[1][1]]
-    null_w1 = {r["events_per_message"]: r for r in result.rows if r["store"] == "null" and r["workers"] == 1
-               and r["messages"] in (sizes[0][1], sizes[1][1])}
+    def rows(name: str, store: str) -> list[dict[str, Any]]:
+        return [r for r in result.rows if r["drain"] == name and r["store"] == store]
+
+    by_events = ((1, "one-event"), (50, "fifty-event"))
+    stored = {e: [r for r in rows(name, "clickhouse") if r["workers"] != "naive"] for e, name in by_events}
+    best = {e: max(stored[e], key=lambda r: r["events_per_s"]) for e, _ in by_events}
+    long = rows("fifty-event-long", "clickhouse")
+    null_w1 = {e: next(r for r in rows(name, "null") if r["workers"] == 1) for e, name in by_events}
     budgets = [budget(r) for r in result.rows if r["store"] == "clickhouse"]
     result.params["live"] = live_rows
     result.params["cpu_budget"] = budgets
-    one = next(r for r in stored if r["events_per_message"] == 1 and r["workers"] == 1)
-    fifty = next(b for b in budgets if b["events_per_message"] == 50 and b["workers"] == 1)  # the 40k drain
+    one = next(r for r in stored[1] if r["workers"] == 1)
+    fifty = next(b for b in budgets if b["drain"] == "fifty-event" and b["workers"] == 1)
     result.headline = {
         "live_committed_events_per_s": round(max(float(str(r["committed_events_per_s"])) for r in live_rows)),
         "live_max_lag_s": max(float(str(r["lag_s"])) for r in live_rows),
