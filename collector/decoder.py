@@ -156,7 +156,7 @@ class Decoder:
         of the arrival cost."""
         if not (self.native and fastdecode.AVAILABLE):
             results: list[Arrival | DeadLetter] = [self.accept(m.topic, m.payload, m.received_ms) for m in messages]
-            return results, [r.event_count if isinstance(r, Accepted) else 0 for r in results]
+            return results, [_events_of(r) for r in results]
         counts = list(map(fastdecode.count, [m.topic for m in messages], [m.payload for m in messages],
                           [m.received_ms for m in messages], itertools.repeat(self.clock_tolerance_ms),
                           itertools.repeat(self.max_future_ms)))
@@ -168,7 +168,7 @@ class Decoder:
                 msg = messages[i]
                 result = self.accept(msg.topic, msg.payload, msg.received_ms)
                 results[i] = result
-                counts[i] = result.event_count if isinstance(result, Accepted) else 0
+                counts[i] = _events_of(result)
         return results, counts
 
     def decode(self, messages: Sequence[Arrival]) -> DecodedBatch:
@@ -380,3 +380,7 @@ def dead_letter_columns(letters: Sequence[DeadLetter]) -> dict[str, np.ndarray]:
         cols[name] = (np.fromiter(values, dtype=object, count=len(values)) if ch_type == "String"
                       else np.array(values, dtype=_INT_DTYPES[ch_type]))
     return cols
+
+
+def _events_of(result: Arrival | DeadLetter) -> int:
+    return result.event_count if isinstance(result, Accepted) else 0
