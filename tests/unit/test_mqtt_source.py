@@ -1,16 +1,11 @@
-"""MqttSource on the mqtt5 codec against a scripted in-memory transport (no sockets).
-
-The fake transport answers CONNECT with CONNACK, SUBSCRIBE with SUBACK and DISCONNECT by
-closing, like a broker would; everything the source writes is decoded with the codec.
-"""
+"""MqttSource on the mqtt5 codec: the handshake, the byte stream, batches and acks, against
+the scripted transport of tests/unit/mqtt_fakes.py (no sockets). Flow control, keep-alive and
+shutdown: test_mqtt_source_flow.py."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import mqtt5
 import pytest
@@ -18,140 +13,22 @@ import pytest
 from collector import metrics
 from collector.daemon import _serve
 from collector.decoder import Decoder
-from collector.mqtt_protocol import Message, MqttProtocol, packet_size, puback_bytes
+from collector.mqtt_protocol import Message, packet_size, puback_bytes
 from collector.mqtt_source import MqttSource
 from collector.pipeline import Pipeline
-from collector.settings import BatchSettings, MqttSettings
+from collector.settings import BatchSettings
 from collector.sink import NullSink
-
-Q1 = mqtt5.QoS.AT_LEAST_ONCE
-
-
-def publish(mid: int, payload: bytes = b"", *, topic: str = "stb/v1/n/d/events", dup: bool = False) -> bytes:
-    qos = Q1 if mid else mqtt5.QoS.AT_MOST_ONCE
-    return mqtt5.PublishPacket(topic, payload, qos=qos, packet_id=mid or None, duplicate=dup).write()
-
-
-def decode_all(data: bytes) -> list[Any]:
-    packets, view, offset = [], memoryview(data), 0
-    while offset < len(data):
-        packet, size = mqtt5.read(view[offset:])
-        packets.append(packet)
-        offset += size
-    return packets
-
-
-def gauge(g: Any) -> float:
-    return float(g._value.get())
-
-
-@dataclass
-class FakeBroker:
-    """Answers the handshake; `connack`/`suback` script the next answers (then success)."""
-
-    connacks: list[mqtt5.ConnAckReasonCode] = field(default_factory=list)
-    subacks: list[mqtt5.SubAckReasonCode] = field(default_factory=list)
-    server_keep_alive: int | None = None
-    transports: list[FakeTransport] = field(default_factory=list)
-    handshake_extra: bytes = b""  # sent right behind the CONNACK, in the same read
-    suback_held: bool = False  # like mosquitto behind a large backlog: the SUBACK comes later
-
-    async def create_connection(self, factory: Callable[[], MqttProtocol], host: str, port: int,
-                                **_: Any) -> tuple[FakeTransport, MqttProtocol]:
-        proto = factory()
-        transport = FakeTransport(self, proto)
-        self.transports.append(transport)
-        proto.connection_made(transport)  # type: ignore[arg-type]
-        return transport, proto
-
-    @property
-    def last(self) -> FakeTransport:
-        return self.transports[-1]
-
-
-class FakeTransport:
-    def __init__(self, broker: FakeBroker, proto: MqttProtocol) -> None:
-        self.broker, self.proto = broker, proto
-        self.writes: list[bytes] = []
-        self.reading_paused = False
-        self.closed = False
-        self.aborted = False
-        self._loop = asyncio.get_running_loop()
-
-    @property
-    def packets(self) -> list[Any]:
-        return decode_all(b"".join(self.writes))
-
-    def pubacks(self) -> list[int]:
-        return [p.packet_id for p in self.packets if isinstance(p, mqtt5.PubAckPacket)]
-
-    def write(self, data: bytes) -> None:
-        assert not self.closed, "write after close"
-        self.writes.append(bytes(data))
-        for packet in decode_all(bytes(data)):
-            if isinstance(packet, mqtt5.ConnectPacket):
-                code = self.broker.connacks.pop(0) if self.broker.connacks else mqtt5.ConnAckReasonCode.SUCCESS
-                reply = mqtt5.ConnAckPacket(reason_code=code,
-                                            server_keep_alive=self.broker.server_keep_alive).write()
-                if code == mqtt5.ConnAckReasonCode.SUCCESS:
-                    reply += self.broker.handshake_extra
-                self._loop.call_soon(self.feed, reply)
-            elif isinstance(packet, mqtt5.SubscribePacket) and not self.broker.suback_held:
-                granted = self.broker.subacks.pop(0) if self.broker.subacks else \
-                    mqtt5.SubAckReasonCode.GRANTED_QOS_AT_LEAST_ONCE
-                self._loop.call_soon(self.feed, mqtt5.SubAckPacket(packet.packet_id, [granted]).write())
-            elif isinstance(packet, mqtt5.DisconnectPacket):
-                self._loop.call_soon(self.drop)  # the broker closes behind a DISCONNECT
-
-    def feed(self, data: bytes) -> None:
-        if not self.closed:
-            self.proto.data_received(data)
-
-    def drop(self, exc: Exception | None = None) -> None:
-        """The connection ends (broker closed it, or the network failed)."""
-        if not self.closed:
-            self.closed = True
-            self._loop.call_soon(self.proto.connection_lost, exc)
-
-    def pause_reading(self) -> None:
-        self.reading_paused = True
-
-    def resume_reading(self) -> None:
-        self.reading_paused = False
-
-    def close(self) -> None:
-        self.drop()
-
-    def abort(self) -> None:
-        self.aborted = True
-        self.drop()
-
-
-def settings(**overrides: Any) -> MqttSettings:
-    base: dict[str, Any] = {"url": "mqtt://127.0.0.1:1883", "client_id": "unit", "reconnect_min_s": 0.001,
-                            "reconnect_max_s": 0.002}
-    return MqttSettings(**{**base, **overrides})
-
-
-@pytest.fixture
-async def broker(monkeypatch: pytest.MonkeyPatch) -> FakeBroker:
-    fake = FakeBroker()
-    monkeypatch.setattr(asyncio.get_running_loop(), "create_connection", fake.create_connection)
-    return fake
-
-
-@pytest.fixture
-async def source(broker: FakeBroker) -> AsyncIterator[MqttSource]:
-    async with MqttSource(settings()) as src:
-        yield src
-
-
-async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Let the loop run callbacks until `check()` holds (reconnects take a few loop turns)."""
-    async with asyncio.timeout(timeout):
-        while not check():  # noqa: ASYNC110 (a condition with a deadline, not a fixed sleep)
-            await asyncio.sleep(0)
-
+from tests.unit.mqtt_fakes import (  # noqa: F401 (the *_fixture names: fixtures)
+    Q1,
+    FakeBroker,
+    broker_fixture,
+    decode_all,
+    gauge,
+    publish,
+    settings,
+    source_fixture,
+    until,
+)
 
 # -- the codec glue ---------------------------------------------------------------------------
 
@@ -357,106 +234,3 @@ async def test_acks_while_disconnected_are_stale_not_written(source: MqttSource,
     assert first.pubacks() == []
     await until(lambda: source.connected)
     assert broker.last.pubacks() == []
-
-
-# -- backpressure -----------------------------------------------------------------------------
-
-
-async def test_reading_pauses_past_max_buffered_and_resumes_below_half(broker: FakeBroker) -> None:
-    async with MqttSource(settings(max_buffered_bytes=10_000)) as src:
-        transport = broker.last
-        transport.proto.data_received(b"".join(publish(i, b"x" * 1000) for i in range(1, 11)))
-        assert not transport.reading_paused  # exactly at the limit
-        transport.proto.data_received(publish(11, b"x" * 1000))
-        assert transport.reading_paused and gauge(metrics.READING_PAUSED) == 1
-        await src.get_batch(5, 0)  # 6,000 bytes left: above half
-        assert transport.reading_paused
-        await src.get_batch(1, 0)  # 5,000: resume
-        assert not transport.reading_paused and gauge(metrics.READING_PAUSED) == 0
-        assert [m.mid for m in await src.get_batch(100, 0)] == list(range(7, 12))
-
-
-async def test_pause_waits_for_the_suback(broker: FakeBroker) -> None:
-    # The session's backlog arrives before the SUBACK: pausing then would stall the handshake.
-    broker.handshake_extra = b"".join(publish(i, b"x" * 1000) for i in range(1, 21))
-    async with MqttSource(settings(max_buffered_bytes=5000)) as src:
-        assert src.connected
-        assert broker.last.reading_paused
-        assert len(await src.get_batch(100, 0)) == 20
-        assert not broker.last.reading_paused
-
-
-# -- keep-alive -------------------------------------------------------------------------------
-
-
-async def test_keepalive_pings_and_detects_a_silent_broker(source: MqttSource, broker: FakeBroker) -> None:
-    proto, transport = broker.last.proto, broker.last
-    t0 = proto._last_ping
-    pings = lambda: sum(isinstance(p, mqtt5.PingReqPacket) for p in transport.packets)  # noqa: E731
-    proto.tick(t0 + 29)
-    assert pings() == 0
-    proto.tick(t0 + 30)
-    assert pings() == 1
-    proto.data_received(mqtt5.PingRespPacket().write())
-    proto.tick(t0 + 40)  # bytes came: alive
-    proto.tick(t0 + 60)
-    assert pings() == 2 and not transport.aborted
-    proto.tick(t0 + 85)  # 45 s = 1.5 keep-alives of silence: alive still
-    assert not transport.aborted
-    proto.tick(t0 + 86)
-    assert transport.aborted and "no bytes" in proto.close_reason
-    await until(lambda: len(broker.transports) == 2 and source.connected)
-
-
-async def test_silence_while_paused_is_not_a_dead_broker(source: MqttSource, broker: FakeBroker) -> None:
-    proto, transport = broker.last.proto, broker.last
-    t0 = proto._last_ping
-    proto.pause()
-    for t in range(0, 300, 10):
-        proto.tick(t0 + t)
-    assert not transport.aborted
-    assert sum(isinstance(p, mqtt5.PingReqPacket) for p in transport.packets) == 9  # the broker still hears us
-
-
-async def test_server_keep_alive_replaces_ours(broker: FakeBroker) -> None:
-    broker.server_keep_alive = 10
-    async with MqttSource(settings(keepalive_s=60)):
-        assert broker.last.proto.keepalive_s == 10
-
-
-# -- shutdown ---------------------------------------------------------------------------------
-
-
-async def test_stop_receiving_keeps_the_buffer_and_takes_nothing_new(source: MqttSource, broker: FakeBroker) -> None:
-    broker.last.proto.data_received(publish(1) + publish(2))
-    await source.stop_receiving()
-    broker.last.proto.data_received(publish(3))  # left un-acked: the broker redelivers it later
-    assert [m.mid for m in await source.get_batch(10, 30.0)] == [1, 2]
-    assert await asyncio.wait_for(source.get_batch(10, 30.0), 1) == []  # no waiting once stopped
-
-
-async def test_aclose_flushes_pubacks_then_disconnects_with_reason_0(broker: FakeBroker) -> None:
-    src = MqttSource(settings())
-    await src.__aenter__()
-    transport = broker.last
-    transport.proto.data_received(publish(1) + publish(2))
-    src.ack(await src.get_batch(10, 0))
-    await src.aclose()
-    assert transport.closed and not transport.aborted  # the broker closed after the DISCONNECT
-    packets = transport.packets
-    assert [type(p) for p in packets[-2:]] == [mqtt5.PubAckPacket, mqtt5.DisconnectPacket]
-    assert packets[-1].reason_code == mqtt5.DisconnectReasonCode.NORMAL_DISCONNECTION
-    assert not src.connected
-    assert len(broker.transports) == 1  # and no reconnect after
-    await src.aclose()  # idempotent
-
-
-async def test_aclose_gives_up_on_a_broker_that_does_not_close(broker: FakeBroker,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("collector.mqtt_source._CLOSE_TIMEOUT_S", 0.05)
-    src = MqttSource(settings())
-    await src.__aenter__()
-    monkeypatch.setattr(broker.last, "drop", lambda exc=None: None)  # ignores the DISCONNECT
-    monkeypatch.setattr(broker.last, "abort", lambda: broker.last.proto.connection_lost(None))
-    await src.aclose()
-    assert broker.last.proto.closing
