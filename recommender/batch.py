@@ -8,9 +8,8 @@ dispatch-bound, so B requests done together cost little more than one. Candidate
 requests are concatenated (`seg` = request number); scores are row dot products of content
 factors and the request's daypart profile, which depend on nothing else in the batch, so a
 request gets the same answer whatever it is batched with (`Engine.recommend` is a batch of
-one). Ranking keeps each request's best 8k airings by a per-request threshold (a partition of
-its slice), sorts only those, and takes the best airing per content; a request
-whose k contents are not all found there is ranked on its whole window (`best_airings`).
+one). Scoring and ranking (the best airing per content, top k, as `best_airings`) are
+`recommender.scorerank`: one pass per request in C, or numpy when the extension is not built.
 """
 
 from __future__ import annotations
@@ -31,13 +30,10 @@ from recommender.engine import (
     Engine,
     Item,
     Snapshot,
-    best_airings,
 )
 from recommender.errors import InvalidArgument
 from recommender.model import UserTable
-
-CHUNK = 2048       # candidates scored per step: the gathered rows stay in cache (2048: fastest measured)
-TOP_PER_K = 8      # airings kept per answered item before the exact sort
+from recommender.scorerank import score_rank
 
 
 @dataclass(frozen=True)
@@ -161,70 +157,6 @@ def _rows(table: UserTable, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pos.astype(np.int64), table.household_ids[pos] == ids
 
 
-def scores(snap: Snapshot, cand: np.ndarray, seg: np.ndarray, dps: np.ndarray, prof: np.ndarray,
-           personal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(float64 scores, known mask): the model's score where the household has a profile and
-    the model knows the content, popularity elsewhere (as `Engine.recommend`)."""
-    sched, model = snap.schedule, snap.model
-    known = snap.airing_known[cand] & personal[seg]
-    out = np.empty(len(cand), np.float64)
-    who = np.flatnonzero(known)
-    rows, prow = snap.airing_rows[cand[who]], seg[who] * model.dayparts + dps[who]
-    for a in range(0, len(who), CHUNK):
-        b = a + CHUNK
-        out[who[a:b]] = np.einsum("ij,ij->i", np.take(model.item_factors, rows[a:b], axis=0),
-                                  np.take(prof, prow[a:b], axis=0))
-    rest = np.flatnonzero(~known)
-    if len(rest):
-        c = cand[rest]
-        out[rest] = snap.popularity.scores(sched.content_id[c], sched.channel_id[c], dps[rest])
-    return out, known
-
-
-def rank(snap: Snapshot, cand: np.ndarray, seg: np.ndarray, score: np.ndarray, known: np.ndarray,
-         personal: np.ndarray, ks: np.ndarray) -> list[np.ndarray]:
-    """Per request, positions in `cand` of its answer (`best_airings` of its slice)."""
-    sched = snap.schedule
-    n_req = len(ks)
-    bounds = np.searchsorted(seg, np.arange(n_req + 1))
-    lens = np.diff(bounds)
-    # the first group: known contents of personal requests, everything of cold ones
-    first = np.where(personal[seg], known, True)
-    neg = -score
-    m = TOP_PER_K * ks
-    keyed = np.where(first, neg, np.inf)
-    thr = np.full(n_req, np.inf)
-    # each long request's m-th best first-group score: a partition of its own slice (measured at
-    # batch 32: 5 us a request, a quarter of one padded-matrix partition over the whole batch)
-    for i in np.flatnonzero(lens > m).tolist():
-        mm = int(m[i]) - 1
-        thr[i] = np.partition(keyed[bounds[i]:bounds[i + 1]], mm)[mm]
-    kept = np.flatnonzero(first & (neg <= thr[seg]))
-    content = sched.content_id[cand]
-    key = np.where(content != 0, content, sched.programme_id[cand])
-    order = kept[np.lexsort((sched.start_ms[cand[kept]], neg[kept], seg[kept]))]
-    # first airing of each (request, content) along that order, then the first k of each request
-    s_seg, s_key = seg[order], key[order]
-    by_key = np.lexsort((s_key, s_seg))  # stable: earlier in `order` first within equal keys
-    firsts = np.ones(len(order), bool)
-    firsts[1:] = (s_seg[by_key][1:] != s_seg[by_key][:-1]) | (s_key[by_key][1:] != s_key[by_key][:-1])
-    keep = np.zeros(len(order), bool)
-    keep[by_key[firsts]] = True
-    best = order[keep]
-    b_seg = seg[best]
-    b_bounds = np.searchsorted(b_seg, np.arange(n_req + 1))
-    out: list[np.ndarray] = []
-    for i in range(n_req):
-        a, b = b_bounds[i], b_bounds[i + 1]
-        k = int(ks[i])
-        if b - a >= k:
-            out.append(best[a:a + k] - bounds[i])
-        else:  # fewer than k contents among the kept airings: the whole window, exactly
-            s = slice(bounds[i], bounds[i + 1])
-            out.append(best_airings(sched, cand[s], score[s], known[s] if personal[i] else None, k))
-    return out
-
-
 def _reasons(snap: Snapshot, households: np.ndarray, picked: list[np.ndarray], cand: np.ndarray,
              known: np.ndarray, personal: np.ndarray, bounds: np.ndarray) -> list[list[str]]:
     """Reasons of the answered airings (`Engine._reasons`), the watched-before lookup for the
@@ -272,9 +204,8 @@ def recommend_batch(engine: Engine, snap: Snapshot, queries: Sequence[Query],
         cand, seg = candidates(engine, snap, c)
         dps = engine.dayparts.of_ms(np.maximum(sched.start_ms[cand], c.t0[seg]))
         prof, personal = profiles(snap, c.household)
-        score, known = scores(snap, cand, seg, dps, prof, personal)
-        picked = rank(snap, cand, seg, score, known, personal, c.k)
         bounds = np.searchsorted(seg, np.arange(len(c.slot) + 1))
+        score, known, picked = score_rank(snap, cand, seg, bounds, dps, prof, personal, c.k)
         reasons = _reasons(snap, c.household, picked, cand, known, personal, bounds)
         ids = os.urandom(16 * len(c.slot)).hex()  # request ids: one system call for the batch
         for i, slot in enumerate(c.slot):
