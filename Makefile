@@ -14,7 +14,8 @@ help:
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - every benchmark (python -m benchmarks NAME)"
 
-$(STAMP): pyproject.toml
+# setup.py and the C sources too: a changed or new extension is rebuilt by the next make
+$(STAMP): pyproject.toml setup.py $(wildcard */*.c)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
