@@ -14,15 +14,19 @@
  * Scores of group 0 of a personal request are computed here: the dot product of the content's
  * factors and the request's daypart profile (float32 inputs, accumulated in double, rounded to
  * float32 as numpy's float32 product is; equal to it to ~1e-7 relative), written into `score`.
- * Every other score (popularity) is computed by the caller and passed in `score`.
+ * Every other score (popularity) is computed by the caller and passed in `score`, and only
+ * where it can matter: the call runs in two stages. Stage 1 ranks group 0 of every personal
+ * request; where that finds k keys, group 1 (which sorts after all of group 0) cannot change
+ * the answer, so its popularity is never computed. Stage 2 runs only for the requests stage 1
+ * flagged (fewer than k keys; every cold request), after the caller wrote their popularity.
  * NaN scores sort after every number, as numpy's sorts put them.
  *
  * Safety: every index read from an input (candidate, content row, daypart, request bounds) is
  * checked against the buffer it indexes before use; a bad one raises ValueError. The compute
  * runs without the GIL (buffers stay exported for the call).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_native.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -238,25 +242,24 @@ static float (*dot)(const float *, const float *, Py_ssize_t) = dot_portable; /*
 
 /* ---- the call ------------------------------------------------------------------------------ */
 
-enum { A_CAND, A_BOUNDS, A_DPS, A_KNOWN, A_SCORE, A_PERSONAL, A_KS, A_ROWS, A_FACTORS, A_PROF, A_CONTENT,
-       A_PROGRAMME, A_START, A_OUT, A_COUNTS, N_BUFFERS };
+enum { A_CAND, A_BOUNDS, A_DPS, A_AIRING_KNOWN, A_KNOWN, A_NEED, A_SCORE, A_PERSONAL, A_KS, A_ROWS, A_FACTORS,
+       A_PROF, A_CONTENT, A_PROGRAMME, A_START, A_OUT, A_COUNTS, N_BUFFERS };
 
-static const struct {
-    const char *name;
-    Py_ssize_t itemsize;
-    int writable;
-} spec[N_BUFFERS] = {
-    {"cand", 8, 0},      {"bounds", 8, 0},  {"dps", 1, 0},       {"known", 1, 0},     {"score", 8, 1},
-    {"personal", 1, 0},  {"ks", 8, 0},      {"airing_rows", 8, 0}, {"item_factors", 4, 0}, {"profiles", 4, 0},
-    {"content_id", 8, 0}, {"programme_id", 8, 0}, {"start_ms", 8, 0}, {"out", 8, 1},  {"counts", 8, 1},
+static const BufSpec spec[N_BUFFERS] = {
+    {"cand", 8, 0},         {"bounds", 8, 0},       {"dps", 1, 0},          {"airing_known", 1, 0},
+    {"known", 1, 1},        {"need", 1, 1},         {"score", 8, 1},        {"personal", 1, 0},
+    {"ks", 8, 0},           {"airing_rows", 8, 0},  {"item_factors", 4, 0}, {"profiles", 4, 0},
+    {"content_id", 8, 0},   {"programme_id", 8, 0}, {"start_ms", 8, 0},     {"out", 8, 1},
+    {"counts", 8, 1},
 };
 
 typedef struct {
     const int64_t *cand, *bounds, *ks, *rows, *start;
     const int8_t *dps;
-    const uint8_t *known, *personal;
+    const uint8_t *airing_known, *personal;
     const float *factors, *prof;
     const uint64_t *content, *programme;
+    uint8_t *known, *need;
     double *score;
     int64_t *out, *counts;
     Py_ssize_t n, nreq, nsched, nrows, nprof, f, dayparts;
@@ -269,7 +272,7 @@ typedef struct {
 static inline void prefetch_row(const Args *a, Py_ssize_t j)
 {
     int64_t c = a->cand[j];
-    if (c < 0 || c >= a->nsched)
+    if (c < 0 || c >= a->nsched || !a->airing_known[c])
         return;
     int64_t row = a->rows[c];
     if (row < 0 || row >= a->nrows)
@@ -280,9 +283,90 @@ static inline void prefetch_row(const Args *a, Py_ssize_t j)
 }
 
 /* 0 on success, else an error code; `where` the offending index. */
-enum { OK, E_BOUNDS, E_K, E_CAND, E_ROW, E_DAYPART, E_NOMEM };
+enum { OK, E_BOUNDS, E_K, E_CAND, E_ROW, E_DAYPART, E_COUNT, E_NOMEM };
 
-static int run(const Args *a, Py_ssize_t *where)
+static inline void put(const Args *a, Elem *e, Py_ssize_t j, Py_ssize_t lo, int64_t c)
+{
+    uint64_t content = a->content[c];
+    e->neg = -a->score[j];
+    e->start = a->start[c];
+    e->pos = j - lo;
+    e->key = content != 0 ? content : a->programme[c];
+}
+
+/* Stage 1 of request r: the known contents of a personal request, scored and ranked (`known`
+ * written for every candidate). Returns the keys found, or -1 with *err set. */
+static Py_ssize_t known_first(const Args *a, Py_ssize_t r, int64_t *out, Elem *buf, KeySet *set, int *err,
+                              Py_ssize_t *where)
+{
+    Py_ssize_t lo = (Py_ssize_t)a->bounds[r], hi = (Py_ssize_t)a->bounds[r + 1], n = 0;
+    int personal = a->personal[r] != 0;
+    const float *prof = a->prof + (size_t)r * (size_t)a->dayparts * (size_t)a->f;
+    for (Py_ssize_t j = lo; j < hi; j++) {
+        int64_t c = a->cand[j];
+        if (c < 0 || c >= a->nsched) {
+            *where = j;
+            *err = E_CAND;
+            return -1;
+        }
+        a->known[j] = personal && a->airing_known[c];
+        if (!a->known[j])
+            continue;
+        if (j + PREFETCH < hi)
+            prefetch_row(a, j + PREFETCH);
+        int64_t row = a->rows[c], dp = a->dps[j];
+        if (row < 0 || row >= a->nrows) {
+            *where = j;
+            *err = E_ROW;
+            return -1;
+        }
+        if (dp < 0 || dp >= a->dayparts || (r + 1) * a->dayparts > a->nprof) {
+            *where = j;
+            *err = E_DAYPART;
+            return -1;
+        }
+        a->score[j] = dot(a->factors + (size_t)row * (size_t)a->f, prof + (size_t)dp * (size_t)a->f, a->f);
+        put(a, &buf[n++], j, lo, c);
+    }
+    return personal ? take_keys(buf, n, a->ks[r], 0, set, out) : 0;
+}
+
+/* Stage 2 of request r: the keys of stage 1's answer again, then the rest (popularity scores
+ * given by the caller) until k keys. Returns the keys found, or -1 with *err set. */
+static Py_ssize_t the_rest(const Args *a, Py_ssize_t r, int64_t *out, Elem *buf, KeySet *set, int *err,
+                           Py_ssize_t *where)
+{
+    Py_ssize_t lo = (Py_ssize_t)a->bounds[r], hi = (Py_ssize_t)a->bounds[r + 1], n = 0;
+    int64_t found = a->counts[r];
+    if (found < 0 || found > a->ks[r]) {
+        *where = r;
+        *err = E_COUNT;
+        return -1;
+    }
+    for (int64_t i = 0; i < found; i++) {
+        int64_t pos = out[i], c = pos >= 0 && pos < hi - lo ? a->cand[lo + pos] : -1;
+        if (c < 0 || c >= a->nsched) {
+            *where = r;
+            *err = E_COUNT;
+            return -1;
+        }
+        add_key(set, a->content[c] != 0 ? a->content[c] : a->programme[c]);
+    }
+    for (Py_ssize_t j = lo; j < hi; j++) {
+        if (a->known[j])
+            continue;
+        int64_t c = a->cand[j];
+        if (c < 0 || c >= a->nsched) {
+            *where = j;
+            *err = E_CAND;
+            return -1;
+        }
+        put(a, &buf[n++], j, lo, c);
+    }
+    return take_keys(buf, n, a->ks[r], (Py_ssize_t)found, set, out);
+}
+
+static int run(const Args *a, int stage, Py_ssize_t *where)
 {
     Py_ssize_t longest = 0, kmax = 1;
     for (Py_ssize_t r = 0; r < a->nreq; r++) {
@@ -314,51 +398,16 @@ static int run(const Args *a, Py_ssize_t *where)
         goto done;
     }
     Py_ssize_t offset = 0;
-    for (Py_ssize_t r = 0; r < a->nreq; r++) {
-        Py_ssize_t lo = (Py_ssize_t)a->bounds[r], hi = (Py_ssize_t)a->bounds[r + 1], k = (Py_ssize_t)a->ks[r];
-        int personal = a->personal[r] != 0;
-        const float *prof = a->prof + (size_t)r * (size_t)a->dayparts * (size_t)a->f;
+    for (Py_ssize_t r = 0; r < a->nreq; offset += (Py_ssize_t)a->ks[r], r++) {
+        if (stage == 2 && !a->need[r])
+            continue;
         set.now++;
-        Py_ssize_t found = 0;
-        for (int group = 0; group < (personal ? 2 : 1) && found < k; group++) {
-            Py_ssize_t n = 0;
-            for (Py_ssize_t j = lo; j < hi; j++) {
-                int first = !personal || a->known[j];
-                if (first != (group == 0))
-                    continue;
-                int64_t c = a->cand[j];
-                if (c < 0 || c >= a->nsched) {
-                    *where = j;
-                    err = E_CAND;
-                    goto done;
-                }
-                if (personal && a->known[j]) {
-                    if (j + PREFETCH < hi)
-                        prefetch_row(a, j + PREFETCH);
-                    int64_t row = a->rows[c], dp = a->dps[j];
-                    if (row < 0 || row >= a->nrows) {
-                        *where = j;
-                        err = E_ROW;
-                        goto done;
-                    }
-                    if (dp < 0 || dp >= a->dayparts || (r + 1) * a->dayparts > a->nprof) {
-                        *where = j;
-                        err = E_DAYPART;
-                        goto done;
-                    }
-                    a->score[j] = dot(a->factors + (size_t)row * (size_t)a->f, prof + (size_t)dp * (size_t)a->f, a->f);
-                }
-                uint64_t content = a->content[c];
-                buf[n].neg = -a->score[j];
-                buf[n].start = a->start[c];
-                buf[n].pos = j - lo;
-                buf[n].key = content != 0 ? content : a->programme[c];
-                n++;
-            }
-            found = take_keys(buf, n, k, found, &set, a->out + offset);
-        }
+        Py_ssize_t found = stage == 1 ? known_first(a, r, a->out + offset, buf, &set, &err, where)
+                                      : the_rest(a, r, a->out + offset, buf, &set, &err, where);
+        if (found < 0)
+            goto done;
         a->counts[r] = found;
-        offset += k;
+        a->need[r] = found < a->ks[r];
     }
 done:
     PyMem_RawFree(buf);
@@ -368,58 +417,54 @@ done:
 }
 
 PyDoc_STRVAR(score_rank_doc,
-             "score_rank(cand, bounds, dps, known, score, personal, ks, airing_rows, item_factors, profiles,\n"
-             "           content_id, programme_id, start_ms, out, counts, factors, dayparts) -> None\n\n"
-             "Buffers: cand int64 (n), bounds int64 (requests + 1), dps int8 (n), known bool (n), score\n"
-             "float64 (n; popularity given where not scored here, model scores written), personal bool\n"
-             "and ks int64 (requests), airing_rows int64, item_factors float32 (rows x factors), profiles\n"
+             "score_rank(cand, bounds, dps, airing_known, known, need, score, personal, ks, airing_rows,\n"
+             "           item_factors, profiles, content_id, programme_id, start_ms, out, counts, factors,\n"
+             "           dayparts, stage) -> None\n\n"
+             "Buffers: cand int64 (n), bounds int64 (requests + 1), dps int8 (n), airing_known uint8 (the\n"
+             "schedule's), known uint8 (n, written by stage 1), need uint8 (requests), score float64 (n), personal\n"
+             "uint8 and ks int64 (requests), airing_rows int64, item_factors float32 (rows x factors), profiles\n"
              "float32 (requests * dayparts x factors), content_id/programme_id uint64, start_ms int64 (the\n"
-             "schedule's), out int64 (sum of ks): request r's answer at sum(ks[:r]), counts[r] of them.");
+             "schedule's), out int64 (sum of ks): request r's answer at sum(ks[:r]), counts[r] of them.\n"
+             "Stage 1 scores and ranks the known contents of personal requests and sets need[r] where that\n"
+             "gives fewer than k (cold requests: always); stage 2, for those only, ranks the rest by the\n"
+             "popularity scores the caller wrote into `score` and appends it.");
 
 static PyObject *sr_score_rank(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != N_BUFFERS + 2) {
-        PyErr_Format(PyExc_TypeError, "score_rank() takes %d arguments", N_BUFFERS + 2);
+    (void)self;
+    if (nargs != N_BUFFERS + 3) {
+        PyErr_Format(PyExc_TypeError, "score_rank() takes %d arguments", N_BUFFERS + 3);
         return NULL;
     }
     Py_ssize_t f = PyLong_AsSsize_t(args[N_BUFFERS]), dayparts = PyLong_AsSsize_t(args[N_BUFFERS + 1]);
+    long stage = PyLong_AsLong(args[N_BUFFERS + 2]);
     if (PyErr_Occurred())
         return NULL;
-    if (f < 1 || dayparts < 1 || dayparts > 127) {
-        PyErr_SetString(PyExc_ValueError, "score_rank(): factors >= 1 and dayparts in 1..127");
+    if (f < 1 || dayparts < 1 || dayparts > 127 || (stage != 1 && stage != 2)) {
+        PyErr_SetString(PyExc_ValueError, "score_rank(): factors >= 1, dayparts in 1..127, stage 1 or 2");
         return NULL;
     }
     Py_buffer views[N_BUFFERS];
     Py_ssize_t len[N_BUFFERS];
-    int got = 0;
+    if (get_buffers("score_rank", args, spec, N_BUFFERS, views, len) < 0)
+        return NULL;
     PyObject *result = NULL;
-    for (; got < N_BUFFERS; got++) {
-        int flags = PyBUF_C_CONTIGUOUS | (spec[got].writable ? PyBUF_WRITABLE : 0);
-        if (PyObject_GetBuffer(args[got], &views[got], flags) < 0)
-            goto release;
-        if (views[got].itemsize != spec[got].itemsize) {
-            PyErr_Format(PyExc_ValueError, "score_rank(): %s has items of %zd bytes, need %zd", spec[got].name,
-                         views[got].itemsize, spec[got].itemsize);
-            got++;
-            goto release;
-        }
-        len[got] = views[got].len / spec[got].itemsize;
-    }
     Args a = {
         .cand = views[A_CAND].buf, .bounds = views[A_BOUNDS].buf, .ks = views[A_KS].buf,
         .rows = views[A_ROWS].buf, .start = views[A_START].buf, .dps = views[A_DPS].buf,
-        .known = views[A_KNOWN].buf, .personal = views[A_PERSONAL].buf, .factors = views[A_FACTORS].buf,
-        .prof = views[A_PROF].buf, .content = views[A_CONTENT].buf, .programme = views[A_PROGRAMME].buf,
-        .score = views[A_SCORE].buf, .out = views[A_OUT].buf, .counts = views[A_COUNTS].buf,
-        .n = len[A_CAND], .nreq = len[A_PERSONAL], .nsched = len[A_START], .nrows = len[A_FACTORS] / f,
-        .nprof = len[A_PROF] / f, .f = f, .dayparts = dayparts,
+        .airing_known = views[A_AIRING_KNOWN].buf, .known = views[A_KNOWN].buf, .need = views[A_NEED].buf,
+        .personal = views[A_PERSONAL].buf, .factors = views[A_FACTORS].buf, .prof = views[A_PROF].buf,
+        .content = views[A_CONTENT].buf, .programme = views[A_PROGRAMME].buf, .score = views[A_SCORE].buf,
+        .out = views[A_OUT].buf, .counts = views[A_COUNTS].buf, .n = len[A_CAND], .nreq = len[A_PERSONAL],
+        .nsched = len[A_START], .nrows = len[A_FACTORS] / f, .nprof = len[A_PROF] / f, .f = f, .dayparts = dayparts,
     };
     Py_ssize_t need = 0;
     for (Py_ssize_t r = 0; r < a.nreq && r < len[A_KS]; r++)
         need += a.ks[r] > 0 ? (Py_ssize_t)a.ks[r] : 0;
     if (len[A_DPS] != a.n || len[A_KNOWN] != a.n || len[A_SCORE] != a.n || len[A_BOUNDS] != a.nreq + 1 ||
-        len[A_KS] != a.nreq || len[A_COUNTS] != a.nreq || len[A_ROWS] != a.nsched || len[A_CONTENT] != a.nsched ||
-        len[A_PROGRAMME] != a.nsched || len[A_OUT] < need || len[A_FACTORS] % f || len[A_PROF] % f) {
+        len[A_KS] != a.nreq || len[A_NEED] != a.nreq || len[A_COUNTS] != a.nreq || len[A_ROWS] != a.nsched ||
+        len[A_AIRING_KNOWN] != a.nsched || len[A_CONTENT] != a.nsched || len[A_PROGRAMME] != a.nsched ||
+        len[A_OUT] < need || len[A_FACTORS] % f || len[A_PROF] % f) {
         PyErr_SetString(PyExc_ValueError, "score_rank(): buffer lengths do not agree");
         goto release;
     }
@@ -430,7 +475,7 @@ static PyObject *sr_score_rank(PyObject *self, PyObject *const *args, Py_ssize_t
     Py_ssize_t where = 0;
     int err;
     Py_BEGIN_ALLOW_THREADS
-    err = run(&a, &where);
+    err = run(&a, (int)stage, &where);
     Py_END_ALLOW_THREADS
     switch (err) {
     case OK:
@@ -441,24 +486,26 @@ static PyObject *sr_score_rank(PyObject *self, PyObject *const *args, Py_ssize_t
         break;
     default: {
         static const char *what[] = {"", "bounds of request", "k of request", "candidate at", "content row at",
-                                     "daypart or profile at"};
+                                     "daypart or profile at", "stage 1's answer of request"};
         PyErr_Format(PyExc_ValueError, "score_rank(): %s %zd out of range", what[err], where);
     }
     }
 release:
-    for (int i = 0; i < got; i++)
-        PyBuffer_Release(&views[i]);
+    release_buffers(views, N_BUFFERS);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"score_rank", (PyCFunction)(void (*)(void))sr_score_rank, METH_FASTCALL, score_rank_doc},
+    {"candidates", (PyCFunction)(void (*)(void))st_candidates, METH_FASTCALL, st_candidates_doc},
+    {"profiles", (PyCFunction)(void (*)(void))st_profiles, METH_FASTCALL, st_profiles_doc},
+    {"answers", (PyCFunction)(void (*)(void))st_answers, METH_FASTCALL, st_answers_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_scorerank", "Score and rank of the recommender's batch path, one pass per request.",
-    -1, methods, NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT, "_scorerank", "The recommender's batch path in C: candidates, profiles, score and rank, "
+    "answers.", -1, methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__scorerank(void)

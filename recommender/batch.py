@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recommender import batchnative, scorerank
 from recommender.engine import (
     COLD_START,
     PERSONAL,
@@ -33,7 +34,6 @@ from recommender.engine import (
 )
 from recommender.errors import InvalidArgument
 from recommender.model import UserTable
-from recommender.scorerank import score_rank
 
 
 @dataclass(frozen=True)
@@ -193,26 +193,46 @@ def _reasons(snap: Snapshot, households: np.ndarray, picked: list[np.ndarray], c
     return out
 
 
-def recommend_batch(engine: Engine, snap: Snapshot, queries: Sequence[Query],
-                    now_ms: int | None = None) -> list[Answer | Exception]:
-    """`Engine.recommend` for every query: an Answer, or the InvalidArgument of that query."""
+def recommend_batch(engine: Engine, snap: Snapshot, queries: Sequence[Query], now_ms: int | None = None,
+                    native: bool | None = None) -> list[Answer | Exception]:
+    """`Engine.recommend` for every query: an Answer, or the InvalidArgument of that query.
+    `native`: the C stages (default: when built) or numpy."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     out: list[Answer | Exception | None] = [None] * len(queries)
     c = _check(engine, queries, now, out)
     if c.slot:
+        airings, scores, reasons, counts = (_native(engine, snap, c) if (scorerank.AVAILABLE if native is None
+                                                                         else native) else _numpy(engine, snap, c))
         sched = snap.schedule
-        cand, seg = candidates(engine, snap, c)
-        dps = engine.dayparts.of_ms(np.maximum(sched.start_ms[cand], c.t0[seg]))
-        prof, personal = profiles(snap, c.household)
-        bounds = np.searchsorted(seg, np.arange(len(c.slot) + 1))
-        score, known, picked = score_rank(snap, cand, seg, bounds, dps, prof, personal, c.k)
-        reasons = _reasons(snap, c.household, picked, cand, known, personal, bounds)
+        items = list(map(Item, sched.programme_id[airings].tolist(), sched.content_id[airings].tolist(),
+                         sched.channel_id[airings].tolist(), sched.start_ms[airings].tolist(),
+                         sched.stop_ms[airings].tolist(), scores.tolist(), reasons))
         ids = os.urandom(16 * len(c.slot)).hex()  # request ids: one system call for the batch
-        for i, slot in enumerate(c.slot):
-            a = cand[bounds[i] + picked[i]]
-            s = score[bounds[i] + picked[i]]
-            out[slot] = Answer([Item(*f) for f in zip(
-                sched.programme_id[a].tolist(), sched.content_id[a].tolist(), sched.channel_id[a].tolist(),
-                sched.start_ms[a].tolist(), sched.stop_ms[a].tolist(), s.tolist(), reasons[i], strict=True)],
-                snap.version, ids[32 * i:32 * i + 32])
+        end = 0
+        for i, (slot, n) in enumerate(zip(c.slot, counts, strict=True)):
+            out[slot] = Answer(items[end:end + n], snap.version, ids[32 * i:32 * i + 32])
+            end += n
     return [o if o is not None else RuntimeError("unanswered") for o in out]
+
+
+def _native(engine: Engine, snap: Snapshot, c: _Checked) -> tuple[np.ndarray, np.ndarray, list[str], list[int]]:
+    """(answered airings, their scores and reasons, answers per request): every stage in C."""
+    excl = np.asarray(c.exclude, np.bool_)
+    cand, bounds, dps = batchnative.candidates(engine, snap, c.t0, c.t1, c.channels, excl, c.household)
+    prof, personal = batchnative.profiles(snap, c.household)
+    score, known, picks, counts = scorerank.native_rank(snap, cand, bounds, dps, prof, personal, c.k)
+    airings, scores, codes = batchnative.answers(snap, picks, counts, c.k, bounds, cand, known, score, personal,
+                                                 c.household)
+    return airings, scores, list(map(batchnative.REASONS.__getitem__, codes.tolist())), counts.tolist()
+
+
+def _numpy(engine: Engine, snap: Snapshot, c: _Checked) -> tuple[np.ndarray, np.ndarray, list[str], list[int]]:
+    """`_native` with numpy stages (the extension is not built)."""
+    cand, seg = candidates(engine, snap, c)
+    dps = engine.dayparts.of_ms(np.maximum(snap.schedule.start_ms[cand], c.t0[seg]))
+    prof, personal = profiles(snap, c.household)
+    bounds = np.searchsorted(seg, np.arange(len(c.slot) + 1))
+    score, known, picked = scorerank.score_rank(snap, cand, seg, bounds, dps, prof, personal, c.k, native=False)
+    reasons = _reasons(snap, c.household, picked, cand, known, personal, bounds)
+    flat = np.concatenate([bounds[i] + p for i, p in enumerate(picked)])
+    return cand[flat], score[flat], [r for rs in reasons for r in rs], [len(p) for p in picked]

@@ -8,16 +8,20 @@ the rest by popularity; ties to the earlier airing, then the lower position) and
 those positions (model scores equal to ~1e-7 relative: the kernel sums in double, numpy in float32).
 The numpy path costs ~50 small numpy calls a batch (dispatch-bound: 0.08 ms a call at batch 32);
 the kernel does the dot products and the ranking in one pass per request. Popularity (unknown
-contents, cold households) stays numpy in both: computed only for the airings that need it.
+contents, cold households) stays numpy in both; the kernel asks for it only where it can change
+an answer (`native_rank`: not for a personal request whose known contents already give k), so
+its `score` is NaN at the positions it never needed, numpy's is complete.
 
 `AVAILABLE` says whether the extension was built (setup.py marks it optional); without it the
-numpy path answers, and the first call logs that once.
+numpy path answers, and the first call logs that once. The extension also holds the other batch
+stages (recommender/batchnative.py).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -59,6 +63,11 @@ def score_rank(snap: Snapshot, cand: np.ndarray, seg: np.ndarray, bounds: np.nda
     `cand`/`seg`: candidates grouped by request (`bounds`: where each request's slice starts,
     then len(cand)); `dps`: daypart of each; `prof`: (requests * dayparts, f) from `profiles`;
     `personal`: the request's household has a profile; `ks`: answers wanted."""
+    if native:
+        score, known, out, counts = native_rank(snap, cand, bounds, dps, prof, personal, ks)
+        ends = np.cumsum(ks).tolist()
+        return score, known, [out[e - k:e - k + n] for e, k, n in zip(ends, ks.tolist(), counts.tolist(), strict=True)]
+    warn_if_missing()
     known = snap.airing_known[cand] & personal[seg]
     score = np.empty(len(cand), np.float64)
     rest = np.flatnonzero(~known)
@@ -66,28 +75,65 @@ def score_rank(snap: Snapshot, cand: np.ndarray, seg: np.ndarray, bounds: np.nda
         c = cand[rest]
         sched = snap.schedule
         score[rest] = snap.popularity.scores(sched.content_id[c], sched.channel_id[c], dps[rest])
-    if not native:
-        warn_if_missing()
-        _model_scores(snap, cand, seg, dps, prof, known, score)
-        return score, known, rank(snap, cand, seg, score, known, personal, ks)
-    return score, known, _native_rank(snap, cand, bounds, dps, prof, personal, ks, known, score)
+    _model_scores(snap, cand, seg, dps, prof, known, score)
+    return score, known, rank(snap, cand, seg, score, known, personal, ks)
 
 
-def _native_rank(snap: Snapshot, cand: np.ndarray, bounds: np.ndarray, dps: np.ndarray, prof: np.ndarray,
-                 personal: np.ndarray, ks: np.ndarray, known: np.ndarray, score: np.ndarray) -> list[np.ndarray]:
-    sched, model = snap.schedule, snap.model
+@dataclass(frozen=True)
+class _RankArrays:
+    """A snapshot's arrays as the kernel takes them (contiguous, of its dtypes), made once per
+    snapshot instead of checked on every call."""
+
+    snap: object
+    airing_known: np.ndarray
+    airing_rows: np.ndarray
+    item_factors: np.ndarray
+    content_id: np.ndarray
+    programme_id: np.ndarray
+    start_ms: np.ndarray
+
+
+_last: _RankArrays | None = None  # the snapshot in use (a new one replaces it)
+
+
+def _arrays(snap: Snapshot) -> _RankArrays:
+    global _last
+    last = _last
+    if last is None or last.snap is not snap:
+        sched = snap.schedule
+        c = np.ascontiguousarray
+        last = _last = _RankArrays(
+            snap, c(snap.airing_known, np.bool_), c(snap.airing_rows, np.int64), c(snap.model.item_factors, np.float32),
+            c(sched.content_id, np.uint64), c(sched.programme_id, np.uint64), c(sched.start_ms, np.int64))
+    return last
+
+
+def native_rank(snap: Snapshot, cand: np.ndarray, bounds: np.ndarray, dps: np.ndarray, prof: np.ndarray,
+                personal: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(scores, known mask, out, counts): request r's answer is out[sum(ks[:r])...], counts[r] of it.
+
+    Stage 1 ranks the known contents of personal requests; popularity is computed only for
+    the requests it leaves short of k (and cold ones), which stage 2 completes."""
+    a = _arrays(snap)
     ks = np.ascontiguousarray(ks, np.int64)
-    out = np.empty(int(ks.sum()), np.int64)
-    counts = np.empty(len(ks), np.int64)
-    _native.score_rank(
-        np.ascontiguousarray(cand, np.int64), np.ascontiguousarray(bounds, np.int64),
-        np.ascontiguousarray(dps, np.int8), known, score, np.ascontiguousarray(personal, np.bool_), ks,
-        np.ascontiguousarray(snap.airing_rows, np.int64), np.ascontiguousarray(model.item_factors, np.float32),
-        np.ascontiguousarray(prof, np.float32), np.ascontiguousarray(sched.content_id, np.uint64),
-        np.ascontiguousarray(sched.programme_id, np.uint64), np.ascontiguousarray(sched.start_ms, np.int64),
-        out, counts, model.item_factors.shape[1], model.dayparts)
-    ends = np.cumsum(ks).tolist()
-    return [out[e - k:e - k + n] for e, k, n in zip(ends, ks.tolist(), counts.tolist(), strict=True)]
+    n, f = len(cand), a.item_factors.shape[1]
+    known, need = np.empty(n, np.bool_), np.empty(len(ks), np.bool_)
+    score = np.full(n, np.nan)
+    out, counts = np.empty(int(ks.sum()), np.int64), np.empty(len(ks), np.int64)
+    args = (np.ascontiguousarray(cand, np.int64), np.ascontiguousarray(bounds, np.int64),
+            np.ascontiguousarray(dps, np.int8), a.airing_known, known, need, score,
+            np.ascontiguousarray(personal, np.bool_), ks, a.airing_rows, a.item_factors,
+            np.ascontiguousarray(prof, np.float32), a.content_id, a.programme_id, a.start_ms, out, counts,
+            f, snap.model.dayparts)
+    _native.score_rank(*args, 1)
+    if need.any():
+        rest = np.flatnonzero(np.repeat(need, np.diff(bounds)) & ~known)
+        if len(rest):
+            c = cand[rest]
+            sched = snap.schedule
+            score[rest] = snap.popularity.scores(sched.content_id[c], sched.channel_id[c], dps[rest])
+            _native.score_rank(*args, 2)
+    return score, known, out, counts
 
 
 def _model_scores(snap: Snapshot, cand: np.ndarray, seg: np.ndarray, dps: np.ndarray, prof: np.ndarray,
