@@ -147,6 +147,7 @@ typedef struct {
     uint64_t mask;
     int shift;
     uint32_t now;
+    double *vals; /* Top's scratch: one per candidate of the longest request */
 } KeySet;
 
 /* 1 if `key` was new (and is now in the set). */
@@ -163,6 +164,52 @@ static inline int add_key(KeySet *s, uint64_t key)
             return 0;
         h = (h + 1) & s->mask;
     }
+}
+
+/* The (k+1)-th smallest of x[0..n) (k < n), NaN-free; reorders x. Hoare partitions around the
+ * median of three. */
+static double kth_smallest(double *x, Py_ssize_t n, Py_ssize_t k)
+{
+    Py_ssize_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        double a = x[lo], b = x[lo + (hi - lo) / 2], c = x[hi];
+        double pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        Py_ssize_t i = lo, j = hi;
+        while (i <= j) {
+            while (x[i] < pivot)
+                i++;
+            while (x[j] > pivot)
+                j--;
+            if (i <= j) {
+                double t = x[i];
+                x[i++] = x[j];
+                x[j--] = t;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return x[k];
+    }
+    return x[k];
+}
+
+/* Moves the elements with neg <= bound (never NaN) to the front; returns how many. With bound the
+ * m-th smallest neg, they are a prefix of the order (every other one sorts after them), at least
+ * m of them unless NaNs are among the m smallest. */
+static Py_ssize_t front(Elem *v, Py_ssize_t n, double bound)
+{
+    Py_ssize_t c = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (v[i].neg <= bound) {
+            if (i != c)
+                swap(&v[i], &v[c]);
+            c++;
+        }
+    }
+    return c;
 }
 
 /* First airings of new keys along the order of v[0..n), until `k` keys in all; appends positions
@@ -182,6 +229,52 @@ static Py_ssize_t take_keys(Elem *v, Py_ssize_t n, Py_ssize_t k, Py_ssize_t foun
         }
         lo += take;
         m *= 2;
+    }
+    return found;
+}
+
+/* The best of a group as it streams by: buf holds exactly the elements with neg <= bound (a
+ * prefix of the order: every other one sorts after them). When it reaches `limit`, bound drops
+ * to its m-th smallest neg and the rest leave, so most elements cost one comparison; at the end
+ * buf holds at least the m first of the group (fewer only if the group is shorter, or NaNs,
+ * never admitted, are among them). */
+typedef struct {
+    Elem *buf;
+    double *vals;
+    Py_ssize_t n, m, limit;
+    double bound;
+} Top;
+
+/* Elements kept per answer still wanted: a few airings of one content among the best are
+ * common, more are rare (then the next pass, with twice as many, follows). */
+#define TOP_PER_K 3
+
+static void top_init(Top *t, Elem *buf, double *vals, Py_ssize_t m)
+{
+    t->buf = buf;
+    t->vals = vals;
+    t->n = 0;
+    t->m = m < 16 ? 16 : m;
+    t->limit = 2 * t->m;
+    t->bound = INFINITY;
+}
+
+static void top_compact(Top *t)
+{
+    for (Py_ssize_t i = 0; i < t->n; i++)
+        t->vals[i] = t->buf[i].neg;
+    t->bound = kth_smallest(t->vals, t->n, t->m - 1);
+    t->n = front(t->buf, t->n, t->bound);
+    t->limit = t->n + t->m > 2 * t->m ? t->n + t->m : 2 * t->m; /* ties can keep more than m */
+}
+
+/* Sorts what Top kept and takes keys from it. */
+static Py_ssize_t top_keys(Top *t, Py_ssize_t k, Py_ssize_t found, KeySet *set, int64_t *out)
+{
+    sort(t->buf, t->n);
+    for (Py_ssize_t i = 0; i < t->n && found < k; i++) {
+        if (add_key(set, t->buf[i].key))
+            out[found++] = t->buf[i].pos;
     }
     return found;
 }
@@ -294,14 +387,48 @@ static inline void put(const Args *a, Elem *e, Py_ssize_t j, Py_ssize_t lo, int6
     e->key = content != 0 ? content : a->programme[c];
 }
 
+/* After the first pass (Top filled, `total` elements in the group: known == in_known), keys
+ * from Top, then passes over what is left (all after what the previous passes kept) with twice
+ * the m, until k keys or the group is used up; NaN scores last, ranked in rounds. */
+static Py_ssize_t rank_group(const Args *a, Py_ssize_t lo, Py_ssize_t hi, int in_known, Top *top, Py_ssize_t total,
+                             Py_ssize_t k, Py_ssize_t found, KeySet *set, int64_t *out)
+{
+    Py_ssize_t used = top->n;
+    found = top_keys(top, k, found, set, out);
+    while (found < k && used < total) {
+        double prev = top->bound;
+        top_init(top, top->buf, top->vals, 2 * top->m);
+        for (Py_ssize_t j = lo; j < hi; j++) {
+            double neg = -a->score[j];
+            if ((a->known[j] != 0) == in_known && !(neg <= prev) && neg <= top->bound) {
+                put(a, &top->buf[top->n++], j, lo, a->cand[j]);
+                if (top->n >= top->limit)
+                    top_compact(top);
+            }
+        }
+        if (top->n == 0) { /* only NaN scores are left */
+            Py_ssize_t n = 0;
+            for (Py_ssize_t j = lo; j < hi; j++)
+                if ((a->known[j] != 0) == in_known && isnan(a->score[j]))
+                    put(a, &top->buf[n++], j, lo, a->cand[j]);
+            return take_keys(top->buf, n, k, found, set, out);
+        }
+        used += top->n;
+        found = top_keys(top, k, found, set, out);
+    }
+    return found;
+}
+
 /* Stage 1 of request r: the known contents of a personal request, scored and ranked (`known`
  * written for every candidate). Returns the keys found, or -1 with *err set. */
 static Py_ssize_t known_first(const Args *a, Py_ssize_t r, int64_t *out, Elem *buf, KeySet *set, int *err,
                               Py_ssize_t *where)
 {
-    Py_ssize_t lo = (Py_ssize_t)a->bounds[r], hi = (Py_ssize_t)a->bounds[r + 1], n = 0;
+    Py_ssize_t lo = (Py_ssize_t)a->bounds[r], hi = (Py_ssize_t)a->bounds[r + 1], total = 0;
     int personal = a->personal[r] != 0;
     const float *prof = a->prof + (size_t)r * (size_t)a->dayparts * (size_t)a->f;
+    Top top;
+    top_init(&top, buf, set->vals, TOP_PER_K * a->ks[r]);
     for (Py_ssize_t j = lo; j < hi; j++) {
         int64_t c = a->cand[j];
         if (c < 0 || c >= a->nsched) {
@@ -326,9 +453,14 @@ static Py_ssize_t known_first(const Args *a, Py_ssize_t r, int64_t *out, Elem *b
             return -1;
         }
         a->score[j] = dot(a->factors + (size_t)row * (size_t)a->f, prof + (size_t)dp * (size_t)a->f, a->f);
-        put(a, &buf[n++], j, lo, c);
+        total++;
+        if (-a->score[j] <= top.bound) {
+            put(a, &buf[top.n++], j, lo, c);
+            if (top.n >= top.limit)
+                top_compact(&top);
+        }
     }
-    return personal ? take_keys(buf, n, a->ks[r], 0, set, out) : 0;
+    return personal ? rank_group(a, lo, hi, 1, &top, total, a->ks[r], 0, set, out) : 0;
 }
 
 /* Stage 2 of request r: the keys of stage 1's answer again, then the rest (popularity scores
@@ -336,7 +468,7 @@ static Py_ssize_t known_first(const Args *a, Py_ssize_t r, int64_t *out, Elem *b
 static Py_ssize_t the_rest(const Args *a, Py_ssize_t r, int64_t *out, Elem *buf, KeySet *set, int *err,
                            Py_ssize_t *where)
 {
-    Py_ssize_t lo = (Py_ssize_t)a->bounds[r], hi = (Py_ssize_t)a->bounds[r + 1], n = 0;
+    Py_ssize_t lo = (Py_ssize_t)a->bounds[r], hi = (Py_ssize_t)a->bounds[r + 1], total = 0;
     int64_t found = a->counts[r];
     if (found < 0 || found > a->ks[r]) {
         *where = r;
@@ -352,6 +484,8 @@ static Py_ssize_t the_rest(const Args *a, Py_ssize_t r, int64_t *out, Elem *buf,
         }
         add_key(set, a->content[c] != 0 ? a->content[c] : a->programme[c]);
     }
+    Top top;
+    top_init(&top, buf, set->vals, TOP_PER_K * (a->ks[r] - found));
     for (Py_ssize_t j = lo; j < hi; j++) {
         if (a->known[j])
             continue;
@@ -361,9 +495,14 @@ static Py_ssize_t the_rest(const Args *a, Py_ssize_t r, int64_t *out, Elem *buf,
             *err = E_CAND;
             return -1;
         }
-        put(a, &buf[n++], j, lo, c);
+        total++;
+        if (-a->score[j] <= top.bound) {
+            put(a, &buf[top.n++], j, lo, c);
+            if (top.n >= top.limit)
+                top_compact(&top);
+        }
     }
-    return take_keys(buf, n, a->ks[r], (Py_ssize_t)found, set, out);
+    return rank_group(a, lo, hi, 0, &top, total, a->ks[r], (Py_ssize_t)found, set, out);
 }
 
 static int run(const Args *a, int stage, Py_ssize_t *where)
@@ -391,9 +530,10 @@ static int run(const Args *a, int stage, Py_ssize_t *where)
         shift--;
     }
     Elem *buf = PyMem_RawMalloc(sizeof(Elem) * (size_t)(longest > 0 ? longest : 1));
-    KeySet set = {PyMem_RawMalloc(sizeof(uint64_t) * cap), PyMem_RawCalloc(cap, sizeof(uint32_t)), cap - 1, shift, 0};
+    KeySet set = {PyMem_RawMalloc(sizeof(uint64_t) * cap), PyMem_RawCalloc(cap, sizeof(uint32_t)), cap - 1, shift, 0,
+                  PyMem_RawMalloc(sizeof(double) * (size_t)(longest > 0 ? longest : 1))};
     int err = OK;
-    if (buf == NULL || set.keys == NULL || set.stamp == NULL) {
+    if (buf == NULL || set.keys == NULL || set.stamp == NULL || set.vals == NULL) {
         err = E_NOMEM;
         goto done;
     }
@@ -413,6 +553,7 @@ done:
     PyMem_RawFree(buf);
     PyMem_RawFree(set.keys);
     PyMem_RawFree(set.stamp);
+    PyMem_RawFree(set.vals);
     return err;
 }
 

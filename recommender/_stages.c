@@ -316,17 +316,21 @@ static Py_ssize_t profile_all(const ProfArgs *a)
             memcpy(out + p * f, base, sizeof(float) * f);
         if (!a->blended || t->nkeys == 0)
             continue;
-        for (size_t p = 0; p < d; p++) {
-            int64_t key = (int64_t)row * (int64_t)d + (int64_t)p;
-            Py_ssize_t pos = lower_i64(t->keys, t->nkeys, key);
-            if (pos == t->nkeys || t->keys[pos] != key)
+        /* the household's keys row * d + part: one search (2M keys: each costs cache misses), then
+         * a scan; the first of equal keys, as numpy's searchsorted finds it */
+        int64_t first = (int64_t)row * (int64_t)d;
+        for (Py_ssize_t pos = lower_i64(t->keys, t->nkeys, first); pos < t->nkeys; pos++) {
+            int64_t part = t->keys[pos] - first;
+            if (part < 0 || part >= (int64_t)d) /* (negative only if the keys are not sorted) */
+                break;
+            if (pos > 0 && t->keys[pos - 1] == t->keys[pos])
                 continue;
             if (pos >= t->dprows)
                 return r + 1;
             const float *dp = t->dp + (size_t)pos * f;
             for (size_t i = 0; i < f; i++) {
                 float x = a->keep * base[i], y = a->blend * dp[i];
-                out[p * f + i] = x + y;
+                out[(size_t)part * f + i] = x + y;
             }
         }
     }
