@@ -47,10 +47,11 @@ typedef struct {
     uint64_t key;   /* content_id, or programme_id when content_id == 0 */
 } Elem;
 
-/* The order of `best_airings` within a group: -score, then start_ms, then position; NaN last. */
+/* The order of `best_airings` within a group: -score, then start_ms, then position; NaN last
+ * (NaNs among themselves by start_ms and position, as numpy's lexsort puts them). */
 static inline int before(const Elem *a, const Elem *b)
 {
-    if (a->neg != b->neg) {
+    if (a->neg != b->neg && !(isnan(a->neg) && isnan(b->neg))) {
         if (isnan(a->neg))
             return 0;
         if (isnan(b->neg))
