@@ -96,12 +96,68 @@ typedef struct {
 
 enum { OK, E_CHANS, E_WATCHED, E_NOMEM };
 
-static inline int8_t daypart(const CandArgs *a, int64_t ts)
+/* The daypart of unix ms `ts`, remembering the local hour it fell in: candidates come by start
+ * time, so most fall in the hour of the previous one (no divisions). */
+typedef struct {
+    int64_t lo, hi; /* local times [lo, hi): one hour, of daypart dp */
+    int8_t dp;
+} HourCache;
+
+static inline int8_t daypart(const CandArgs *a, HourCache *h, int64_t ts)
 {
-    int64_t m = wrap_add(ts, a->offset) % DAY_MS;
+    int64_t x = wrap_add(ts, a->offset); /* local time, wrapping as numpy's int64 does */
+    if (x >= h->lo && x < h->hi)
+        return h->dp;
+    int64_t m = x % DAY_MS;
     if (m < 0)
         m += DAY_MS;
-    return a->hours[m / HOUR_MS];
+    h->dp = a->hours[m / HOUR_MS];
+    if (x > INT64_MIN + HOUR_MS && x < INT64_MAX - 2 * HOUR_MS) { /* [lo, hi) without overflow */
+        h->lo = x - m % HOUR_MS;
+        h->hi = h->lo + HOUR_MS;
+    }
+    return h->dp;
+}
+
+/* A request's channel set as bits over [base, base + span) (span <= CHANNEL_BITS), else searched. */
+#define CHANNEL_BITS 65536
+
+typedef struct {
+    uint64_t *bits;
+    uint32_t base, span;
+    const uint32_t *sorted;
+    Py_ssize_t n;
+} Channels;
+
+static void channels_set(Channels *s, const uint32_t *chans, Py_ssize_t n)
+{
+    s->sorted = chans;
+    s->n = n;
+    s->span = 0;
+    if (n == 0 || s->bits == NULL)
+        return;
+    uint32_t lo = chans[0], hi = chans[0];
+    for (Py_ssize_t i = 1; i < n; i++) {
+        lo = chans[i] < lo ? chans[i] : lo;
+        hi = chans[i] > hi ? chans[i] : hi;
+    }
+    if ((uint64_t)hi - lo >= CHANNEL_BITS)
+        return;
+    s->base = lo;
+    s->span = hi - lo + 1;
+    memset(s->bits, 0, sizeof(uint64_t) * ((s->span + 63) / 64));
+    for (Py_ssize_t i = 0; i < n; i++)
+        s->bits[(chans[i] - lo) >> 6] |= UINT64_C(1) << ((chans[i] - lo) & 63);
+}
+
+static inline int channels_have(const Channels *s, uint32_t ch)
+{
+    if (s->span) {
+        uint32_t d = ch - s->base;
+        return d < s->span && (s->bits[d >> 6] >> (d & 63) & 1);
+    }
+    Py_ssize_t p = lower_u32(s->sorted, s->n, ch);
+    return p < s->n && s->sorted[p] == ch;
 }
 
 /* The household's watched programmes, sorted (a copy in *scratch if the row is not). */
@@ -134,6 +190,11 @@ static int filter(const CandArgs *a, Py_ssize_t *where, Py_ssize_t *count)
     Py_ssize_t n = 0;
     uint64_t *scratch = NULL;
     int err = OK;
+    HourCache hour = {0, 0, 0};
+    Channels channels = {NULL, 0, 0, NULL, 0};
+    for (Py_ssize_t r = 0; r < a->nreq && channels.bits == NULL; r++)
+        if (a->chan_off[r + 1] != a->chan_off[r]) /* some request lists channels (the bits are optional) */
+            channels.bits = PyMem_RawMalloc(CHANNEL_BITS / 8);
     for (Py_ssize_t r = 0; r < a->nreq; r++) {
         a->bounds[r] = n;
         int64_t t0 = a->t0[r], co = a->chan_off[r], ce = a->chan_off[r + 1];
@@ -142,8 +203,7 @@ static int filter(const CandArgs *a, Py_ssize_t *where, Py_ssize_t *count)
             err = E_CHANS;
             break;
         }
-        const uint32_t *chans = a->chans + co;
-        Py_ssize_t nch = (Py_ssize_t)(ce - co);
+        channels_set(&channels, a->chans + co, (Py_ssize_t)(ce - co));
         const uint64_t *seen = NULL;
         Py_ssize_t nseen = 0;
         if (a->exclude[r] && (err = watched_row(a, a->households[r], &seen, &nseen, &scratch)) != OK) {
@@ -154,12 +214,8 @@ static int filter(const CandArgs *a, Py_ssize_t *where, Py_ssize_t *count)
             int64_t start = a->start[j];
             if (start < t0 && wrap_sub(a->stop[j], t0) < a->min_remaining)
                 continue;
-            if (nch) {
-                uint32_t ch = a->channel[j];
-                Py_ssize_t p = lower_u32(chans, nch, ch);
-                if (p == nch || chans[p] != ch)
-                    continue;
-            }
+            if (channels.n && !channels_have(&channels, a->channel[j]))
+                continue;
             if (nseen) {
                 uint64_t pr = a->programme[j];
                 Py_ssize_t p = lower_u64(seen, nseen, pr);
@@ -167,13 +223,14 @@ static int filter(const CandArgs *a, Py_ssize_t *where, Py_ssize_t *count)
                     continue;
             }
             a->cand[n] = j;
-            a->dps[n] = daypart(a, start > t0 ? start : t0);
+            a->dps[n] = daypart(a, &hour, start > t0 ? start : t0);
             n++;
         }
     }
     a->bounds[a->nreq] = n;
     *count = n;
     PyMem_RawFree(scratch);
+    PyMem_RawFree(channels.bits);
     return err;
 }
 
