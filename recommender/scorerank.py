@@ -64,7 +64,9 @@ def score_rank(snap: Snapshot, cand: np.ndarray, seg: np.ndarray, bounds: np.nda
     then len(cand)); `dps`: daypart of each; `prof`: (requests * dayparts, f) from `profiles`;
     `personal`: the request's household has a profile; `ks`: answers wanted."""
     if native:
-        score, known, out, counts = native_rank(snap, cand, bounds, dps, prof, personal, ks)
+        as_ = np.ascontiguousarray
+        score, known, out, counts = native_rank(snap, as_(cand, np.int64), as_(bounds, np.int64), as_(dps, np.int8),
+                                                as_(prof, np.float32), as_(personal, np.bool_), as_(ks, np.int64))
         ends = np.cumsum(ks).tolist()
         return score, known, [out[e - k:e - k + n] for e, k, n in zip(ends, ks.tolist(), counts.tolist(), strict=True)]
     warn_if_missing()
@@ -111,20 +113,18 @@ def _arrays(snap: Snapshot) -> _RankArrays:
 def native_rank(snap: Snapshot, cand: np.ndarray, bounds: np.ndarray, dps: np.ndarray, prof: np.ndarray,
                 personal: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(scores, known mask, out, counts): request r's answer is out[sum(ks[:r])...], counts[r] of it.
+    The arrays as `score_rank` takes them, contiguous: cand/bounds/ks int64, dps int8, prof float32,
+    personal bool (the kernel refuses other item sizes).
 
     Stage 1 ranks the known contents of personal requests; popularity is computed only for
     the requests it leaves short of k (and cold ones), which stage 2 completes."""
     a = _arrays(snap)
-    ks = np.ascontiguousarray(ks, np.int64)
     n, f = len(cand), a.item_factors.shape[1]
     known, need = np.empty(n, np.bool_), np.empty(len(ks), np.bool_)
     score = np.full(n, np.nan)
     out, counts = np.empty(int(ks.sum()), np.int64), np.empty(len(ks), np.int64)
-    args = (np.ascontiguousarray(cand, np.int64), np.ascontiguousarray(bounds, np.int64),
-            np.ascontiguousarray(dps, np.int8), a.airing_known, known, need, score,
-            np.ascontiguousarray(personal, np.bool_), ks, a.airing_rows, a.item_factors,
-            np.ascontiguousarray(prof, np.float32), a.content_id, a.programme_id, a.start_ms, out, counts,
-            f, snap.model.dayparts)
+    args = (cand, bounds, dps, a.airing_known, known, need, score, personal, ks, a.airing_rows, a.item_factors, prof,
+            a.content_id, a.programme_id, a.start_ms, out, counts, f, snap.model.dayparts)
     _native.score_rank(*args, 1)
     if need.any():
         rest = np.flatnonzero(np.repeat(need, np.diff(bounds)) & ~known)

@@ -61,7 +61,7 @@ def query_lists(draw: st.DrawFn, sched: Schedule) -> list[Query]:
     for _ in range(draw(st.integers(1, 6))):
         hh = draw(st.sampled_from([5, OVERLAY_ONLY, 3, HOUSEHOLDS + 500]) | st.integers(1, HOUSEHOLDS + 40))
         at = draw(st.sampled_from(_edges(sched)) | st.integers(*sched.span))
-        channels = draw(st.sampled_from([[], [1], [2, 3, 5], list(range(1, 31)), [999], [7, 999]]))
+        channels = draw(st.sampled_from([[], [1], [2, 3, 5], list(range(1, 31)), [999], [7, 999], [3, 100_000]]))
         out.append(Query(hh, draw(st.sampled_from([0, 1, 3, 10, 100])), at, draw(st.sampled_from([1, 15, 180, 1440])),
                          channels, draw(st.booleans())))
     return out
