@@ -11,6 +11,7 @@ from setuptools import Extension, setup
 setup(ext_modules=[Extension("collector._fastdecode", ["collector/_fastdecode.c"], optional=True),
                    Extension("collector._mqttscan", ["collector/_mqttscan.c"], optional=True),
                    # -ffp-contract=off: profiles round each float32 product as numpy does (no fused multiply-add)
-                   Extension("recommender._scorerank", ["recommender/_scorerank.c", "recommender/_stages.c"],
+                   Extension("recommender._scorerank",
+                             [f"recommender/_{name}.c" for name in ("scorerank", "topk", "dot", "stages")],
                              depends=["recommender/_native.h"], extra_compile_args=["-ffp-contract=off"],
                              optional=True)])

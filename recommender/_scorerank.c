@@ -6,10 +6,11 @@
  * airing of each content key, the first k keys along the order (group, -score, start_ms,
  * position), where group 0 is the known contents of a personal request (everything of a cold
  * one) and group 1 the rest. That order is total (positions are unique), so the k answers are
- * found by selecting the m best of a group (a quickselect on the full order key, then a sort of
- * those m only), taking first airings of new keys, and, while fewer than k keys are found,
- * selecting the next 2m, and so on; group 1 follows group 0 the same way. No threshold, no
- * ties to prove: the selected prefix *is* the prefix of the full order.
+ * found by keeping the m = 3k best of a group as it streams by (every element with a score at
+ * least the kept m-th: a prefix of the order, ties included), sorting those, taking first
+ * airings of new keys, and, while fewer than k keys are found, doing the same with 2m over what
+ * is left, and so on (_topk.c); group 1 follows group 0 the same way. No ties to prove: each
+ * pass takes a prefix of the full order.
  *
  * Scores of group 0 of a personal request are computed here: the dot product of the content's
  * factors and the request's daypart profile (float32 inputs, accumulated in double, rounded to
@@ -28,347 +29,7 @@
 #include "_native.h"
 
 #include <math.h>
-#include <stdint.h>
 #include <string.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-#define HAVE_AVX2 1 /* compiled for any x86 (target attribute), used where the CPU has it */
-#include <immintrin.h>
-#else
-#define HAVE_AVX2 0
-#endif
-
-typedef struct {
-    double neg;     /* -score */
-    int64_t start;  /* start_ms */
-    int64_t pos;    /* position in the request's slice */
-    uint64_t key;   /* content_id, or programme_id when content_id == 0 */
-} Elem;
-
-/* The order of `best_airings` within a group: -score, then start_ms, then position; NaN last
- * (NaNs among themselves by start_ms and position, as numpy's lexsort puts them). */
-static inline int before(const Elem *a, const Elem *b)
-{
-    if (a->neg != b->neg && !(isnan(a->neg) && isnan(b->neg))) {
-        if (isnan(a->neg))
-            return 0;
-        if (isnan(b->neg))
-            return 1;
-        return a->neg < b->neg;
-    }
-    if (a->start != b->start)
-        return a->start < b->start;
-    return a->pos < b->pos;
-}
-
-static inline void swap(Elem *a, Elem *b)
-{
-    Elem t = *a;
-    *a = *b;
-    *b = t;
-}
-
-static void insertion_sort(Elem *v, Py_ssize_t n)
-{
-    for (Py_ssize_t i = 1; i < n; i++) {
-        Elem x = v[i];
-        Py_ssize_t j = i;
-        while (j > 0 && before(&x, &v[j - 1])) {
-            v[j] = v[j - 1];
-            j--;
-        }
-        v[j] = x;
-    }
-}
-
-/* Lomuto partition around the median of three; returns the pivot's final index. */
-static Py_ssize_t partition(Elem *v, Py_ssize_t n)
-{
-    Py_ssize_t mid = n / 2, last = n - 1;
-    if (before(&v[mid], &v[0]))
-        swap(&v[mid], &v[0]);
-    if (before(&v[last], &v[0]))
-        swap(&v[last], &v[0]);
-    if (before(&v[mid], &v[last]))
-        swap(&v[mid], &v[last]); /* the median is now at `last` */
-    Elem pivot = v[last];
-    Py_ssize_t store = 0;
-    for (Py_ssize_t i = 0; i < last; i++) {
-        if (before(&v[i], &pivot)) {
-            swap(&v[i], &v[store]);
-            store++;
-        }
-    }
-    swap(&v[store], &v[last]);
-    return store;
-}
-
-static void sort(Elem *v, Py_ssize_t n)
-{
-    while (n > 16) {
-        Py_ssize_t p = partition(v, n);
-        if (p < n - 1 - p) { /* recurse into the smaller side: stack depth O(log n) */
-            sort(v, p);
-            v += p + 1;
-            n -= p + 1;
-        } else {
-            sort(v + p + 1, n - p - 1);
-            n = p;
-        }
-    }
-    insertion_sort(v, n);
-}
-
-/* Reorder v so that its m first elements are the m first of the order (in any order). */
-static void select_first(Elem *v, Py_ssize_t n, Py_ssize_t m)
-{
-    while (n > 16 && m > 0 && m < n) {
-        Py_ssize_t p = partition(v, n);
-        if (p == m || p + 1 == m)
-            return;
-        if (p > m) {
-            n = p;
-        } else {
-            v += p + 1;
-            n -= p + 1;
-            m -= p + 1;
-        }
-    }
-    if (m > 0 && m < n)
-        insertion_sort(v, n);
-}
-
-/* ---- keys already answered: open addressing, entries stamped by request ------------------- */
-
-typedef struct {
-    uint64_t *keys;
-    uint32_t *stamp;
-    uint64_t mask;
-    int shift;
-    uint32_t now;
-    double *vals; /* Top's scratch: one per candidate of the longest request */
-} KeySet;
-
-/* 1 if `key` was new (and is now in the set). */
-static inline int add_key(KeySet *s, uint64_t key)
-{
-    uint64_t h = (key * UINT64_C(0x9E3779B97F4A7C15)) >> s->shift;
-    for (;;) {
-        if (s->stamp[h] != s->now) {
-            s->stamp[h] = s->now;
-            s->keys[h] = key;
-            return 1;
-        }
-        if (s->keys[h] == key)
-            return 0;
-        h = (h + 1) & s->mask;
-    }
-}
-
-/* The (k+1)-th smallest of x[0..n) (k < n), NaN-free; reorders x. Hoare partitions around the
- * median of three. */
-static double kth_smallest(double *x, Py_ssize_t n, Py_ssize_t k)
-{
-    Py_ssize_t lo = 0, hi = n - 1;
-    while (hi > lo) {
-        double a = x[lo], b = x[lo + (hi - lo) / 2], c = x[hi];
-        double pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
-        Py_ssize_t i = lo, j = hi;
-        while (i <= j) {
-            while (x[i] < pivot)
-                i++;
-            while (x[j] > pivot)
-                j--;
-            if (i <= j) {
-                double t = x[i];
-                x[i++] = x[j];
-                x[j--] = t;
-            }
-        }
-        if (k <= j)
-            hi = j;
-        else if (k >= i)
-            lo = i;
-        else
-            return x[k];
-    }
-    return x[k];
-}
-
-/* Moves the elements with neg <= bound (never NaN) to the front; returns how many. With bound the
- * m-th smallest neg, they are a prefix of the order (every other one sorts after them), at least
- * m of them unless NaNs are among the m smallest. */
-static Py_ssize_t front(Elem *v, Py_ssize_t n, double bound)
-{
-    Py_ssize_t c = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (v[i].neg <= bound) {
-            if (i != c)
-                swap(&v[i], &v[c]);
-            c++;
-        }
-    }
-    return c;
-}
-
-/* First airings of new keys along the order of v[0..n), until `k` keys in all; appends positions
- * to out. Returns the number of keys found (`found` on entry included). */
-static Py_ssize_t take_keys(Elem *v, Py_ssize_t n, Py_ssize_t k, Py_ssize_t found, KeySet *set, int64_t *out)
-{
-    Py_ssize_t lo = 0, m = 8 * (k - found);
-    if (m < 16)
-        m = 16;
-    while (lo < n && found < k) {
-        Py_ssize_t take = n - lo < m ? n - lo : m;
-        select_first(v + lo, n - lo, take);
-        sort(v + lo, take);
-        for (Py_ssize_t i = lo; i < lo + take && found < k; i++) {
-            if (add_key(set, v[i].key))
-                out[found++] = v[i].pos;
-        }
-        lo += take;
-        m *= 2;
-    }
-    return found;
-}
-
-/* The best of a group as it streams by: buf holds exactly the elements with neg <= bound (a
- * prefix of the order: every other one sorts after them). When it reaches `limit`, bound drops
- * to its m-th smallest neg and the rest leave, so most elements cost one comparison; at the end
- * buf holds at least the m first of the group (fewer only if the group is shorter, or NaNs,
- * never admitted, are among them). */
-typedef struct {
-    Elem *buf;
-    double *vals;
-    Py_ssize_t n, m, limit;
-    double bound;
-} Top;
-
-/* Elements kept per answer still wanted: a few airings of one content among the best are
- * common, more are rare (then the next pass, with twice as many, follows). */
-#define TOP_PER_K 3
-
-static void top_init(Top *t, Elem *buf, double *vals, Py_ssize_t m)
-{
-    t->buf = buf;
-    t->vals = vals;
-    t->n = 0;
-    t->m = m < 16 ? 16 : m;
-    t->limit = 2 * t->m;
-    t->bound = INFINITY;
-}
-
-static void top_compact(Top *t)
-{
-    for (Py_ssize_t i = 0; i < t->n; i++)
-        t->vals[i] = t->buf[i].neg;
-    t->bound = kth_smallest(t->vals, t->n, t->m - 1);
-    t->n = front(t->buf, t->n, t->bound);
-    t->limit = t->n + t->m > 2 * t->m ? t->n + t->m : 2 * t->m; /* ties can keep more than m */
-}
-
-/* Sorts what Top kept and takes keys from it. */
-static Py_ssize_t top_keys(Top *t, Py_ssize_t k, Py_ssize_t found, KeySet *set, int64_t *out)
-{
-    sort(t->buf, t->n);
-    for (Py_ssize_t i = 0; i < t->n && found < k; i++) {
-        if (add_key(set, t->buf[i].key))
-            out[found++] = t->buf[i].pos;
-    }
-    return found;
-}
-
-/* Dot products of float32 rows, summed in double: eight partial sums (lane l gets the products
- * l, l+8, l+16, ...; the tail goes to lane 0), reduced in one fixed order, then rounded to
- * float32. Each product of two floats is exact in double, so a fused multiply-add gives the
- * same bits as a multiply then an add: the AVX2 path, the SSE2 path and the portable one return
- * the same value for the same rows. */
-static inline float reduce(double *s, const float *a, const float *b, Py_ssize_t i, Py_ssize_t f)
-{
-    for (; i < f; i++)
-        s[0] += (double)a[i] * b[i];
-    return (float)(((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])));
-}
-
-static float dot_portable(const float *a, const float *b, Py_ssize_t f)
-{
-    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    Py_ssize_t i = 0;
-#if defined(__SSE2__)
-    __m128d acc[4] = {_mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd()};
-    for (; i + 8 <= f; i += 8) {
-        for (int h = 0; h < 2; h++) {
-            __m128 x = _mm_loadu_ps(a + i + 4 * h), y = _mm_loadu_ps(b + i + 4 * h);
-            acc[2 * h] = _mm_add_pd(acc[2 * h], _mm_mul_pd(_mm_cvtps_pd(x), _mm_cvtps_pd(y)));
-            acc[2 * h + 1] = _mm_add_pd(acc[2 * h + 1], _mm_mul_pd(_mm_cvtps_pd(_mm_movehl_ps(x, x)),
-                                                                  _mm_cvtps_pd(_mm_movehl_ps(y, y))));
-        }
-    }
-    for (int r = 0; r < 4; r++)
-        _mm_storeu_pd(s + 2 * r, acc[r]);
-#else
-    for (; i + 8 <= f; i += 8)
-        for (int l = 0; l < 8; l++)
-            s[l] += (double)a[i + l] * b[i + l];
-#endif
-    return reduce(s, a, b, i, f);
-}
-
-#if HAVE_AVX2
-__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, Py_ssize_t f)
-{
-    double s[8];
-    Py_ssize_t i = 0;
-    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
-    for (; i + 8 <= f; i += 8) {
-        lo = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i)), _mm256_cvtps_pd(_mm_loadu_ps(b + i)), lo);
-        hi = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i + 4)), _mm256_cvtps_pd(_mm_loadu_ps(b + i + 4)), hi);
-    }
-    _mm256_storeu_pd(s, lo);
-    _mm256_storeu_pd(s + 4, hi);
-    return reduce(s, a, b, i, f);
-}
-#endif
-
-/* Two dot products at once (each exactly as `dot` computes it): two independent chains of
- * additions hide each other's latency. */
-static void dot2_portable(const float *a1, const float *b1, const float *a2, const float *b2, Py_ssize_t f,
-                          double *out1, double *out2)
-{
-    *out1 = dot_portable(a1, b1, f);
-    *out2 = dot_portable(a2, b2, f);
-}
-
-#if HAVE_AVX2
-__attribute__((target("avx2,fma"))) static void dot2_avx2(const float *a1, const float *b1, const float *a2,
-                                                          const float *b2, Py_ssize_t f, double *out1, double *out2)
-{
-    double s1[8], s2[8];
-    Py_ssize_t i = 0;
-    __m256d lo1 = _mm256_setzero_pd(), hi1 = _mm256_setzero_pd(), lo2 = _mm256_setzero_pd(),
-            hi2 = _mm256_setzero_pd();
-    for (; i + 8 <= f; i += 8) {
-        lo1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a1 + i)), _mm256_cvtps_pd(_mm_loadu_ps(b1 + i)), lo1);
-        lo2 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a2 + i)), _mm256_cvtps_pd(_mm_loadu_ps(b2 + i)), lo2);
-        hi1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a1 + i + 4)), _mm256_cvtps_pd(_mm_loadu_ps(b1 + i + 4)),
-                              hi1);
-        hi2 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a2 + i + 4)), _mm256_cvtps_pd(_mm_loadu_ps(b2 + i + 4)),
-                              hi2);
-    }
-    _mm256_storeu_pd(s1, lo1);
-    _mm256_storeu_pd(s1 + 4, hi1);
-    _mm256_storeu_pd(s2, lo2);
-    _mm256_storeu_pd(s2 + 4, hi2);
-    *out1 = reduce(s1, a1, b1, i, f);
-    *out2 = reduce(s2, a2, b2, i, f);
-}
-#endif
-
-static float (*dot)(const float *, const float *, Py_ssize_t) = dot_portable; /* set at import */
-static void (*dot2)(const float *, const float *, const float *, const float *, Py_ssize_t, double *,
-                    double *) = dot2_portable;
 
 /* ---- the call ------------------------------------------------------------------------------ */
 
@@ -493,12 +154,12 @@ static Py_ssize_t known_first(const Args *a, Py_ssize_t r, int64_t *out, Elem *b
         if (pending < 0) {
             pending = j, pa = fa, pb = fb;
         } else {
-            dot2(pa, pb, fa, fb, a->f, &a->score[pending], &a->score[j]);
+            score_dot2(pa, pb, fa, fb, a->f, &a->score[pending], &a->score[j]);
             pending = -1;
         }
     }
     if (pending >= 0)
-        a->score[pending] = dot(pa, pb, a->f);
+        a->score[pending] = score_dot(pa, pb, a->f);
     Top top;
     top_init(&top, buf, set->vals, TOP_PER_K * a->ks[r]);
     for (Py_ssize_t j = lo; j < hi; j++) {
@@ -702,12 +363,6 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__scorerank(void)
 {
-#if HAVE_AVX2
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        dot = dot_avx2;
-        dot2 = dot2_avx2;
-    }
-#endif
+    score_dot_select();
     return PyModule_Create(&module);
 }
