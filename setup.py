@@ -8,10 +8,12 @@ score and rank, answers) with numpy (recommender.scorerank logs that once).
 
 from setuptools import Extension, setup
 
+RECOMMENDER = ("scorerank", "topk", "dot", "candidates", "stages")  # recommender/_NAME.c
+
 setup(ext_modules=[Extension("collector._fastdecode", ["collector/_fastdecode.c"], optional=True),
                    Extension("collector._mqttscan", ["collector/_mqttscan.c"], optional=True),
                    # -ffp-contract=off: profiles round each float32 product as numpy does (no fused multiply-add)
                    Extension("recommender._scorerank",
-                             [f"recommender/_{name}.c" for name in ("scorerank", "topk", "dot", "stages")],
+                             [f"recommender/_{name}.c" for name in RECOMMENDER],
                              depends=["recommender/_native.h"], extra_compile_args=["-ffp-contract=off"],
                              optional=True)])

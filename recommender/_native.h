@@ -1,6 +1,6 @@
 /* Shared by the recommender's native batch stages, one extension module (one "is it built" flag):
  * _scorerank.c the module and score_rank, _topk.c the ranking's order and selection, _dot.c the
- * dot products, _stages.c candidates, profiles and answers. */
+ * dot products, _candidates.c candidates, _stages.c profiles, answers and the buffer helpers. */
 #ifndef RECOMMENDER_NATIVE_H
 #define RECOMMENDER_NATIVE_H
 #define PY_SSIZE_T_CLEAN
@@ -114,7 +114,7 @@ extern void (*score_dot2)(const float *a1, const float *b1, const float *a2, con
                           double *out1, double *out2);
 void score_dot_select(void); /* at import: the AVX2 versions where the CPU has them */
 
-/* ---- stages (_stages.c) ---------------------------------------------------------------------- */
+/* ---- stages (_candidates.c, _stages.c) ------------------------------------------------------ */
 
 PyObject *st_candidates(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *st_profiles(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
