@@ -1,15 +1,19 @@
-"""Recommend for many requests at once: every step one numpy operation over the whole batch.
+"""Recommend for many requests at once: every stage one pass over the whole batch.
 
     answers = recommend_batch(engine, snap, [Query(...), ...])   # Answer or the request's error
 
 Serving a request costs ~60 small numpy calls (window lookup, entitlement and watched
 filters, dayparts, profile, scoring, ranking, reasons); at ~1,000 candidate airings each is
 dispatch-bound, so B requests done together cost little more than one. Candidates of all
-requests are concatenated (`seg` = request number); scores are row dot products of content
+requests are concatenated (grouped by request); scores are row dot products of content
 factors and the request's daypart profile, which depend on nothing else in the batch, so a
-request gets the same answer whatever it is batched with (`Engine.recommend` is a batch of
-one). Scoring and ranking (the best airing per content, top k, as `best_airings`) are
-`recommender.scorerank`: one pass per request in C, or numpy when the extension is not built.
+request gets the same answer whatever it is batched with (`Engine.recommend` answers the same).
+
+Every stage runs in C when the extension is built (`scorerank.AVAILABLE`): candidates,
+profiles and answers in `recommender.batchnative`, scoring and ranking (the best airing per
+content, top k, as `best_airings`) in `recommender.scorerank`, popularity only where it can
+change an answer; a batch of one then costs about a quarter of `Engine.recommend`. Without
+it the numpy stages below answer the same (`native=False` forces them).
 """
 
 from __future__ import annotations

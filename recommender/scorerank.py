@@ -51,7 +51,7 @@ def warn_if_missing() -> None:
     global _warned
     if not AVAILABLE and not _warned:
         _warned = True
-        log.warning("recommender._scorerank is not built (%s): scoring and ranking batches with numpy, slower; "
+        log.warning("recommender._scorerank is not built (%s): the batch stages run with numpy, slower; "
                     "reinstall with a C compiler (pip install -e .)", _import_error)
 
 
