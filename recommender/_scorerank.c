@@ -135,8 +135,10 @@ static Py_ssize_t known_first(const Args *a, Py_ssize_t r, int64_t *out, Elem *b
             return -1;
         }
         a->known[j] = personal && a->airing_known[c];
-        if (!a->known[j])
+        if (!a->known[j]) {
+            a->score[j] = NAN; /* popularity's, if stage 2 needs it */
             continue;
+        }
         if (j + PREFETCH < hi)
             prefetch_row(a, j + PREFETCH);
         int64_t row = a->rows[c], dp = a->dps[j];
@@ -217,7 +219,7 @@ static Py_ssize_t the_rest(const Args *a, Py_ssize_t r, int64_t *out, Elem *buf,
     return rank_group(a, lo, hi, 0, &top, total, a->ks[r], (Py_ssize_t)found, set, out);
 }
 
-static int run(const Args *a, int stage, Py_ssize_t *where)
+static int run(const Args *a, int stage, Py_ssize_t *where, Py_ssize_t *needy)
 {
     Py_ssize_t longest = 0, kmax = 1;
     for (Py_ssize_t r = 0; r < a->nreq; r++) {
@@ -260,6 +262,7 @@ static int run(const Args *a, int stage, Py_ssize_t *where)
             goto done;
         a->counts[r] = found;
         a->need[r] = found < a->ks[r];
+        *needy += a->need[r];
     }
 done:
     PyMem_RawFree(buf);
@@ -272,7 +275,7 @@ done:
 PyDoc_STRVAR(score_rank_doc,
              "score_rank(cand, bounds, dps, airing_known, known, need, score, personal, ks, airing_rows,\n"
              "           item_factors, profiles, content_id, programme_id, start_ms, out, counts, factors,\n"
-             "           dayparts, stage) -> None\n\n"
+             "           dayparts, stage) -> int\n\n"
              "Buffers: cand int64 (n), bounds int64 (requests + 1), dps int8 (n), airing_known uint8 (the\n"
              "schedule's), known uint8 (n, written by stage 1), need uint8 (requests), score float64 (n), personal\n"
              "uint8 and ks int64 (requests), airing_rows int64, item_factors float32 (rows x factors), profiles\n"
@@ -280,7 +283,8 @@ PyDoc_STRVAR(score_rank_doc,
              "schedule's), out int64 (sum of ks): request r's answer at sum(ks[:r]), counts[r] of them.\n"
              "Stage 1 scores and ranks the known contents of personal requests and sets need[r] where that\n"
              "gives fewer than k (cold requests: always); stage 2, for those only, ranks the rest by the\n"
-             "popularity scores the caller wrote into `score` and appends it.");
+             "popularity scores the caller wrote into `score` and appends it. Returns how many requests\n"
+             "need[] flags (stage 1 writes NaN scores where stage 2 may need popularity).");
 
 static PyObject *sr_score_rank(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -325,14 +329,14 @@ static PyObject *sr_score_rank(PyObject *self, PyObject *const *args, Py_ssize_t
         PyErr_SetString(PyExc_ValueError, "score_rank(): candidates without requests");
         goto release;
     }
-    Py_ssize_t where = 0;
+    Py_ssize_t where = 0, needy = 0;
     int err;
     Py_BEGIN_ALLOW_THREADS
-    err = run(&a, (int)stage, &where);
+    err = run(&a, (int)stage, &where, &needy);
     Py_END_ALLOW_THREADS
     switch (err) {
     case OK:
-        result = Py_NewRef(Py_None);
+        result = PyLong_FromSsize_t(needy);
         break;
     case E_NOMEM:
         PyErr_NoMemory();

@@ -121,12 +121,11 @@ def native_rank(snap: Snapshot, cand: np.ndarray, bounds: np.ndarray, dps: np.nd
     a = _arrays(snap)
     n, f = len(cand), a.item_factors.shape[1]
     known, need = np.empty(n, np.bool_), np.empty(len(ks), np.bool_)
-    score = np.full(n, np.nan)
+    score = np.empty(n)  # stage 1 writes every score: the model's, or NaN until popularity is needed
     out, counts = np.empty(int(ks.sum()), np.int64), np.empty(len(ks), np.int64)
     args = (cand, bounds, dps, a.airing_known, known, need, score, personal, ks, a.airing_rows, a.item_factors, prof,
             a.content_id, a.programme_id, a.start_ms, out, counts, f, snap.model.dayparts)
-    _native.score_rank(*args, 1)
-    if need.any():
+    if _native.score_rank(*args, 1):  # requests left short of k by their known contents
         rest = np.flatnonzero(np.repeat(need, np.diff(bounds)) & ~known)
         if len(rest):
             c = cand[rest]
