@@ -15,7 +15,7 @@ help:
 	@echo "make bench  - every benchmark (python -m benchmarks NAME)"
 
 # setup.py and the C sources too: a changed or new extension is rebuilt by the next make
-$(STAMP): pyproject.toml setup.py $(wildcard */*.c)
+$(STAMP): pyproject.toml setup.py $(wildcard */*.c */*.h)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

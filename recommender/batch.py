@@ -219,6 +219,19 @@ def recommend_batch(engine: Engine, snap: Snapshot, queries: Sequence[Query], no
     return [o if o is not None else RuntimeError("unanswered") for o in out]
 
 
+def recommend_one(engine: Engine, snap: Snapshot, q: Query, now_ms: int | None = None) -> Answer:
+    """One call, answered as it would be in any batch: the C stages when built (a batch of one
+    costs a quarter of `Engine.recommend`), else `Engine.recommend` (cheaper than the numpy
+    stages for one call). Raises the call's InvalidArgument."""
+    if not scorerank.AVAILABLE:
+        return engine.recommend(snap, q.household_id, q.k, q.at_ms, q.window_minutes, q.channel_ids,
+                                q.exclude_watched, now_ms=now_ms)
+    (answer,) = recommend_batch(engine, snap, [q], now_ms)
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
+
+
 def _native(engine: Engine, snap: Snapshot, c: _Checked) -> tuple[np.ndarray, np.ndarray, list[str], list[int]]:
     """(answered airings, their scores and reasons, answers per request): every stage in C."""
     excl = np.asarray(c.exclude, np.bool_)

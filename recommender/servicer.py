@@ -19,7 +19,7 @@ import grpc
 from proto import recommender_pb2 as pb
 from proto import recommender_pb2_grpc as pb_grpc
 from recommender import metrics
-from recommender.batch import Query
+from recommender.batch import Query, recommend_one
 from recommender.engine import COLD_START, Answer, Engine, Snapshot
 from recommender.errors import InvalidArgument, UnknownContent
 
@@ -81,12 +81,10 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         batcher = self._batcher
 
         def answer(snap: Snapshot) -> pb.RecommendResponse | Awaitable[pb.RecommendResponse]:
+            query = Query(r.household_id, r.k, r.at_unix_ms, r.window_minutes, r.channel_ids, r.exclude_watched)
             if batcher is not None:
-                return _batched(batcher, Query(r.household_id, r.k, r.at_unix_ms, r.window_minutes,
-                                               r.channel_ids, r.exclude_watched))
-            return to_proto(_count(self._engine.recommend(snap, r.household_id, r.k, r.at_unix_ms,
-                                                          r.window_minutes, list(r.channel_ids),
-                                                          r.exclude_watched)))
+                return _batched(batcher, query)
+            return to_proto(_count(recommend_one(self._engine, snap, query)))
 
         def fallback(snap: Snapshot) -> pb.RecommendResponse:
             a = self._engine.popular(snap, r.at_unix_ms, r.window_minutes, list(r.channel_ids), r.k)
