@@ -8,7 +8,6 @@ What the extension may accept, and why its columns equal the Python fast path's:
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -24,6 +23,7 @@ from proto.telemetry import (
     MAX_TS_MS,
     WIRE_VERSION,
 )
+from stbcommon.native import NotBuiltWarning, load_optional
 from warehouse.columns import EVENT_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -32,23 +32,16 @@ INT_DTYPES: Final = {"UInt8": np.uint8, "UInt16": np.uint16, "UInt32": np.uint32
                      "Int64": np.int64}
 MIN_PLAUSIBLE_MS: Final = 946_684_800_000  # 2000-01-01: a corrected time before this is garbage
 
-_native: Any
-try:
-    _native = importlib.import_module("collector._fastdecode")
-except ImportError as exc:  # not compiled (setup.py marks it optional): the Python path does it all
-    _native = None
-    _import_error = str(exc)
-else:
-    _import_error = ""
-
+_native, _import_error = load_optional("collector._fastdecode")  # not built: the Python path does it all
 AVAILABLE: Final = _native is not None
+_not_built = NotBuiltWarning(log, "collector._fastdecode", _import_error,
+                             "decoding in pure Python, several times slower")
 _FIELDS: Final = list(FIELD_COLUMNS)
 # Little-endian, as the extension writes them (the same dtypes as the native ones on x86/ARM).
 _FIELD_DTYPES: Final = {name: np.dtype(INT_DTYPES[EVENT_COLUMNS[name]]).newbyteorder("<") for name in _FIELDS
                         if EVENT_COLUMNS[name] != "String"}
 _FIXED: Final = (("household_id", "<u8"), ("seq", "<u8"), ("kind", "i1"), ("device_ts_ms", "<i8"),
                  ("ts_ms", "<i8"), ("received_ms", "<i8"))
-_warned = False
 
 
 def _configure() -> None:
@@ -65,11 +58,8 @@ if AVAILABLE:
 
 def warn_if_missing() -> None:
     """Say once per process that the slower decoder is in use, and why."""
-    global _warned
-    if not AVAILABLE and not _warned:
-        _warned = True
-        log.warning("collector._fastdecode is not built (%s): decoding in pure Python, several times slower; "
-                    "reinstall with a C compiler (pip install -e .)", _import_error)
+    if not AVAILABLE:
+        _not_built()
 
 
 def _count_missing(topic: str, payload: bytes, received_ms: int, tolerance_ms: int, max_future_ms: int) -> int:

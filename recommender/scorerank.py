@@ -19,40 +19,29 @@ stages (recommender/batchnative.py).
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 
 from recommender.engine import Snapshot, best_airings
+from stbcommon.native import NotBuiltWarning, load_optional
 
 log = logging.getLogger(__name__)
 
 CHUNK = 2048       # candidates scored per step: the gathered rows stay in cache (2048: fastest measured)
 TOP_PER_K = 8      # airings kept per answered item before the exact sort
 
-_native: Any
-try:
-    _native = importlib.import_module("recommender._scorerank")
-except ImportError as exc:  # not compiled: the numpy path does it all
-    _native = None
-    _import_error = str(exc)
-else:
-    _import_error = ""
-
+_native, _import_error = load_optional("recommender._scorerank")  # not built: the numpy path does it all
 AVAILABLE: Final = _native is not None
-_warned = False
+_not_built = NotBuiltWarning(log, "recommender._scorerank", _import_error, "the batch stages run with numpy, slower")
 
 
 def warn_if_missing() -> None:
     """Say once per process that the slower numpy ranking is in use, and why."""
-    global _warned
-    if not AVAILABLE and not _warned:
-        _warned = True
-        log.warning("recommender._scorerank is not built (%s): the batch stages run with numpy, slower; "
-                    "reinstall with a C compiler (pip install -e .)", _import_error)
+    if not AVAILABLE:
+        _not_built()
 
 
 def score_rank(snap: Snapshot, cand: np.ndarray, seg: np.ndarray, bounds: np.ndarray, dps: np.ndarray,

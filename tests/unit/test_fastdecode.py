@@ -200,7 +200,7 @@ def test_mixed_batch_keeps_receive_order() -> None:
 
 def test_pure_python_fallback_logs_once(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(fastdecode, "AVAILABLE", False)
-    monkeypatch.setattr(fastdecode, "_warned", False)
+    monkeypatch.setattr(fastdecode._not_built, "said", False)
     with caplog.at_level(logging.WARNING, logger="collector.fastdecode"):
         decoders = [Decoder(), Decoder()]
     assert [r.getMessage().startswith("collector._fastdecode is not built") for r in caplog.records] == [True]
