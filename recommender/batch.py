@@ -38,6 +38,7 @@ from recommender.engine import (
 )
 from recommender.errors import InvalidArgument
 from recommender.model import UserTable
+from recommender.schedule import member
 
 
 @dataclass(frozen=True)
@@ -95,13 +96,6 @@ def _ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(lo - starts, lens), seg
 
 
-def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    if not len(sorted_set):
-        return np.zeros(len(values), dtype=bool)
-    pos = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
-    return np.asarray(sorted_set[pos] == values)
-
-
 def candidates(engine: Engine, snap: Snapshot, c: _Checked) -> tuple[np.ndarray, np.ndarray]:
     """(airing indexes, request of each): `Schedule.window` plus the entitlement and watched
     filters for every request at once; grouped by request, ascending within each."""
@@ -119,7 +113,7 @@ def candidates(engine: Engine, snap: Snapshot, c: _Checked) -> tuple[np.ndarray,
                                   for i in listed])
         sub = np.flatnonzero(has[seg])
         keys = (seg[sub].astype(np.uint64) << np.uint64(32)) | sched.channel_id[idx[sub]].astype(np.uint64)
-        ok[sub] &= _member(keys, allowed)
+        ok[sub] &= member(keys, allowed)
     excluding = [i for i, e in enumerate(c.exclude) if e]
     if excluding:  # rare (a flag of the request): one isin per such request
         bounds = np.searchsorted(seg, np.arange(len(c.exclude) + 1))
@@ -184,7 +178,7 @@ def _reasons(snap: Snapshot, households: np.ndarray, picked: list[np.ndarray], c
             seen_keys = np.unique(owner.astype(np.int64) * ncols + seen.indices[entries])
             content = sched.content_id[cand[flat[look]]]
             col = np.minimum(np.searchsorted(hist_ids, content), len(hist_ids) - 1)
-            watched[look] = (hist_ids[col] == content) & _member(seg[look] * ncols + col, seen_keys)
+            watched[look] = (hist_ids[col] == content) & member(seg[look] * ncols + col, seen_keys)
     out: list[list[str]] = []
     ends = np.cumsum(counts)
     for i in range(n):

@@ -83,7 +83,7 @@ class Schedule:
         start = self.start_ms[lo:hi]
         ok = (start >= t0_ms) | (stop - t0_ms >= max(min_remaining_ms, 1))
         if channels is not None:
-            ok &= _member(self.channel_id[lo:hi], channels)
+            ok &= member(self.channel_id[lo:hi], channels)
         return idx[ok]
 
     def next_airings(self, content_ids: np.ndarray, t0_ms: int, channels: np.ndarray | None = None,
@@ -94,7 +94,7 @@ class Schedule:
         out = np.full(len(ids), -1, dtype=np.int64)
         if not len(cand) or not len(ids):
             return out
-        cand = cand[_member(self.content_id[cand], np.unique(ids))]
+        cand = cand[member(self.content_id[cand], np.unique(ids))]
         first_content, first = np.unique(self.content_id[cand], return_index=True)  # cand is by start
         pos = np.minimum(np.searchsorted(first_content, ids), max(len(first_content) - 1, 0))
         found = (len(first_content) > 0) & (first_content[pos] == ids)
@@ -110,7 +110,8 @@ class Schedule:
             return cls.from_columns({name: z[name] for name in COLUMNS}, source)
 
 
-def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+def member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Whether each value is in `sorted_set` (ascending): np.isin by binary search."""
     if not len(sorted_set):
         return np.zeros(len(values), dtype=bool)
     pos = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
