@@ -187,8 +187,12 @@ class ContentModel:
     def score(self, profile: np.ndarray, item_rows: np.ndarray, dayparts: np.ndarray) -> np.ndarray:
         """Score of each (content row, daypart) pair; contents are scored once per daypart."""
         uniq, inverse = np.unique(item_rows, return_inverse=True)
-        table = self.item_factors[uniq] @ profile.T          # (unique contents, dayparts)
-        return table[inverse.ravel(), np.asarray(dayparts, dtype=np.int64)]
+        # Dayparts without a vector of their own share the base one: one column each, since a
+        # matrix product may round the same column differently at another position (OpenBLAS
+        # 0.3.31 did), which would break the tie between two airings of one content.
+        vectors, column = np.unique(profile, axis=0, return_inverse=True)
+        table = self.item_factors[uniq] @ vectors.T          # (unique contents, distinct vectors)
+        return table[inverse.ravel(), column.ravel()[np.asarray(dayparts, dtype=np.int64)]]
 
     def recommend(self, household_id: int, content_ids: np.ndarray, dayparts: np.ndarray,
                   overlay: UserTable | None = None) -> np.ndarray | None:
