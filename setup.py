@@ -10,7 +10,8 @@ from setuptools import Extension, setup
 
 RECOMMENDER = ("scorerank", "topk", "dot", "candidates", "stages")  # recommender/_NAME.c
 
-setup(ext_modules=[Extension("collector._fastdecode", ["collector/_fastdecode.c"], optional=True),
+setup(ext_modules=[Extension("collector._fastdecode", ["collector/_fastdecode.c", "collector/_fd_message.c"],
+                             depends=["collector/_fastdecode.h", "collector/_fd_msgpack.h"], optional=True),
                    Extension("collector._mqttscan", ["collector/_mqttscan.c"], optional=True),
                    # -ffp-contract=off: profiles round each float32 product as numpy does (no fused multiply-add)
                    Extension("recommender._scorerank",
