@@ -29,7 +29,7 @@ from marketing.mqtt_settings import MarketingMqttSettings
 from marketing.publisher import ACCEPTED, NO_SUBSCRIBERS, Outgoing, publish
 from stbcommon import pki
 from stbcommon.localservers import Mosquitto
-from tests.integration.test_security_broker import SecureMosquitto
+from tests.integration.secure_broker import SecureMosquitto
 
 pytestmark = pytest.mark.integration
 REGION = "north"
