@@ -9,6 +9,7 @@ timeout; libFuzzer writes it as crash-*/timeout-* in the work folder, and this r
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -25,10 +26,12 @@ _COVERAGE = re.compile(r"cov: (\d+) ft: (\d+)")
 def fuzz_one(name: str, seconds: int, work: Path) -> dict[str, object]:
     corpus = work / name
     corpus.mkdir(parents=True, exist_ok=True)
+    scratch = work / f"tmp-{name}"      # the target's temporary files: libFuzzer's exit skips atexit
+    scratch.mkdir(exist_ok=True)
     run = subprocess.run(
         [sys.executable, "-m", "benchmarks.fuzz_targets", name, str(corpus), f"-max_total_time={seconds}",
          "-timeout=10", "-rss_limit_mb=2048", f"-artifact_prefix={work}/{name}-", "-print_final_stats=1"],
-        capture_output=True, text=True, timeout=seconds + 120)
+        capture_output=True, text=True, timeout=seconds + 120, env={**os.environ, "TMPDIR": str(scratch)})
     done = _DONE.search(run.stderr)
     coverage = _COVERAGE.findall(run.stderr)
     findings = sorted(p.name for p in work.glob(f"{name}-*"))

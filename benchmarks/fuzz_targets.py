@@ -10,7 +10,9 @@ documents; anything else (a crash, another exception, an input that runs past li
 
 from __future__ import annotations
 
+import atexit
 import io
+import shutil
 import sys
 import tempfile
 import time
@@ -47,6 +49,15 @@ def wire(data: bytes) -> None:
     assert len(decoded.sources) + len(decoded.dead_letters) == len(accepted)
 
 
+def _scratch(prefix: str) -> str:
+    """A folder removed when this process exits normally. Made on first use, not at import (the
+    unit tests import this module); under atheris libFuzzer's exit skips atexit, so
+    benchmarks.fuzz points TMPDIR into its own work folder, which it removes."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 class _NullAgent:
     """What the local socket hands events to; record() checks them as the real agent does."""
 
@@ -54,7 +65,7 @@ class _NullAgent:
         from agent.core import Agent
         from agent.settings import AgentSettings, DeviceSettings, MessagesSettings, SpoolSettings
 
-        folder = tempfile.mkdtemp(prefix="fuzz-agent-")
+        folder = _scratch("fuzz-agent-")
         self.agent = Agent(AgentSettings(device=DeviceSettings(id="fuzz"), messages=MessagesSettings(enabled=False),
                                          spool=SpoolSettings(dir=folder, fsync="off", max_bytes=64 * 1024)))
 
@@ -97,10 +108,13 @@ def segment(data: bytes) -> None:
         pass
 
 
-_extract_dir = Path(tempfile.mkdtemp(prefix="fuzz-extract-"))
+_extract_dir: Path | None = None
 
 
 def subscribers(data: bytes) -> None:
+    global _extract_dir
+    if _extract_dir is None:
+        _extract_dir = Path(_scratch("fuzz-extract-"))
     path = _extract_dir / "extract.csv"
     path.write_bytes(b"household_id,status,activated,ended,products,monthly_fee,region,birth_month,"
                      b"contact_opt_in\n" + data if data[:1] != b"!" else data[1:])  # with or without a header

@@ -9,7 +9,9 @@ own validator (`check_event`) accepts them.
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import tempfile
 from typing import Any
 
@@ -24,8 +26,10 @@ from proto.telemetry import KINDS, MAX_TS_MS, InvalidMessage, check_event
 
 SETTINGS = settings(derandomize=True, database=None, max_examples=100, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
+SPOOL = tempfile.mkdtemp(prefix="agent-prop-")    # one agent for every example; removed at exit
+atexit.register(shutil.rmtree, SPOOL, True)
 AGENT = Agent(AgentSettings(device=DeviceSettings(id="prop"), messages=MessagesSettings(enabled=False),
-                            spool=SpoolSettings(dir=tempfile.mkdtemp(prefix="agent-prop-"), fsync="off")))
+                            spool=SpoolSettings(dir=SPOOL, fsync="off")))
 INGEST = IngestSocket(AGENT)
 safe_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=8)
 

@@ -8,10 +8,12 @@ round-trips value for value.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import datetime as dt
 import io
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -24,7 +26,8 @@ from crm.settings import ImportSettings
 from crm.subscribers import COLUMNS, read_extract
 
 SETTINGS = settings(derandomize=True, database=None, max_examples=40, deadline=None)
-FOLDER = Path(tempfile.mkdtemp(prefix="subscribers-property-"))
+FOLDER = Path(tempfile.mkdtemp(prefix="subscribers-property-"))   # one file rewritten per example
+atexit.register(shutil.rmtree, FOLDER, True)
 cell = st.one_of(st.sampled_from(["", "1", "0", "-1", "18446744073709551616", "active", "ended", "2026-02-30",
                                   "2026-01-01", "12.345", "9.99", "tv;sport", "BAD CODE", "13", "x\ny", "\"q"]),
                  st.text(max_size=8))
