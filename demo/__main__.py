@@ -36,10 +36,10 @@ _DEAD_ROWS = 'collector_rows_written_total{table="dead_letters"}'
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
-    p.add_argument("--households", type=int, default=2000)
-    p.add_argument("--days", type=int, default=3)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--processes", type=int, default=2)
+    p.add_argument("--households", type=int, default=2000, help="simulated households (default 2000)")
+    p.add_argument("--days", type=int, default=3, help="simulated days of viewing, from today (default 3)")
+    p.add_argument("--seed", type=int, default=7, help="the simulated world's seed: same seed, same world (default 7)")
+    p.add_argument("--processes", type=int, default=2, help="processes running the fleet's agents (default 2)")
     p.add_argument("--dir", default="demo-data", help="working folder (emptied first)")
     p.add_argument("--churn-households", type=int, default=1000,
                    help="households of the simulated 120-day history churn is shown on (runs shorter than 90 days)")

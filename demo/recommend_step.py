@@ -60,7 +60,7 @@ def run_recommendations(store_url: str, work: Path, plan: FleetPlan, households:
                       f"(model {answer.model_version}):", flush=True)
                 for item in answer.items:
                     start = dt.datetime.fromtimestamp(item.start_unix_ms / 1000, dt.UTC)
-                    print(f"      {start:%H:%M}  {channels.get(item.channel_id, item.channel_id)!s:<14} "
+                    print(f"      {start:%H:%M}  {channels.get(item.channel_id, item.channel_id)!s:<16} "
                           f"{titles.get(item.content_id, item.content_id)!s:<34} {item.reason}", flush=True)
     finally:
         server.terminate()
