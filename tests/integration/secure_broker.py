@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -50,7 +49,7 @@ def secure_config(port: int, pki_dir: Path, acl: Path, data: Path) -> str:
 
 
 class SecureMosquitto(Mosquitto):
-    """localservers' Mosquitto (start/stop/log) with the shipped secure config instead of its own."""
+    """localservers' Mosquitto (start/stop/reload/log) with the shipped secure config instead of its own."""
 
     def __init__(self, folder: Path, pki_dir: Path) -> None:
         super().__init__(folder)
@@ -62,10 +61,6 @@ class SecureMosquitto(Mosquitto):
     @property
     def url(self) -> str:
         return f"mqtts://127.0.0.1:{self.port}"
-
-    def reload(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGHUP)
 
 
 def connect_packet(client_id: str) -> bytes:
