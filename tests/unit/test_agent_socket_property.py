@@ -9,13 +9,11 @@ own validator (`check_event`) accepts them.
 
 from __future__ import annotations
 
-import atexit
 import json
-import shutil
-import tempfile
 from typing import Any
 
 import msgpack
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,11 +24,6 @@ from proto.telemetry import KINDS, MAX_TS_MS, InvalidMessage, check_event
 
 SETTINGS = settings(derandomize=True, database=None, max_examples=100, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
-SPOOL = tempfile.mkdtemp(prefix="agent-prop-")    # one agent for every example; removed at exit
-atexit.register(shutil.rmtree, SPOOL, True)
-AGENT = Agent(AgentSettings(device=DeviceSettings(id="prop"), messages=MessagesSettings(enabled=False),
-                            spool=SpoolSettings(dir=SPOOL, fsync="off")))
-INGEST = IngestSocket(AGENT)
 safe_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=8)
 
 
@@ -69,33 +62,41 @@ def encode(value: Any, as_json: bool) -> bytes | None:
         return None
 
 
-def counters() -> tuple[int, int, int]:
-    return INGEST.received, INGEST.malformed_count, AGENT.stats.refused
+@pytest.fixture(scope="module")
+def ingest(tmp_path_factory: pytest.TempPathFactory) -> IngestSocket:
+    """One agent (spool in pytest's temporary folder) for every example of the module."""
+    spool = tmp_path_factory.mktemp("agent-prop")
+    return IngestSocket(Agent(AgentSettings(device=DeviceSettings(id="prop"), messages=MessagesSettings(enabled=False),
+                                            spool=SpoolSettings(dir=str(spool), fsync="off"))))
 
 
-def handle_once(data: bytes) -> tuple[int, int, int]:
-    before = counters()
-    INGEST.handle(data)                                             # never raises
-    moved = tuple(b - a for a, b in zip(before, counters(), strict=True))
+def counters(ingest: IngestSocket) -> tuple[int, int, int]:
+    return ingest.received, ingest.malformed_count, ingest.agent.stats.refused
+
+
+def handle_once(ingest: IngestSocket, data: bytes) -> tuple[int, int, int]:
+    before = counters(ingest)
+    ingest.handle(data)                                             # never raises
+    moved = tuple(b - a for a, b in zip(before, counters(ingest), strict=True))
     assert sorted(moved) == [0, 0, 1], moved                        # exactly one outcome
     return moved  # type: ignore[return-value]
 
 
 @SETTINGS
 @given(st.lists(valid_event(), min_size=1, max_size=5), st.booleans())
-def test_valid_events_are_accepted(events: list[list[Any]], as_json: bool) -> None:
+def test_valid_events_are_accepted(ingest: IngestSocket, events: list[list[Any]], as_json: bool) -> None:
     for event in events:
         data = encode(event, as_json)
         assert data is not None
         assert data[:1] == b"[" or not as_json
-        accepted_before = AGENT.stats.accepted
-        assert handle_once(data) == (1, 0, 0)
-        assert AGENT.stats.accepted == accepted_before + 1
+        accepted_before = ingest.agent.stats.accepted
+        assert handle_once(ingest, data) == (1, 0, 0)
+        assert ingest.agent.stats.accepted == accepted_before + 1
 
 
 @SETTINGS
 @given(near_miss(), st.booleans())
-def test_near_misses_follow_the_wire_contract(value: Any, as_json: bool) -> None:
+def test_near_misses_follow_the_wire_contract(ingest: IngestSocket, value: Any, as_json: bool) -> None:
     data = encode(value, as_json)
     if data is None:
         return
@@ -105,10 +106,10 @@ def test_near_misses_follow_the_wire_contract(value: Any, as_json: bool) -> None
         valid = True
     except (InvalidMessage, ValueError):
         valid = False
-    assert handle_once(data)[0] == int(valid)
+    assert handle_once(ingest, data)[0] == int(valid)
 
 
 @SETTINGS
 @given(st.binary(max_size=64) | st.binary(max_size=8).map(lambda b: b"[" + b))
-def test_any_bytes_are_handled(data: bytes) -> None:
-    handle_once(data)
+def test_any_bytes_are_handled(ingest: IngestSocket, data: bytes) -> None:
+    handle_once(ingest, data)

@@ -8,16 +8,14 @@ round-trips value for value.
 
 from __future__ import annotations
 
-import atexit
 import csv
 import datetime as dt
 import io
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,27 +24,31 @@ from crm.settings import ImportSettings
 from crm.subscribers import COLUMNS, read_extract
 
 SETTINGS = settings(derandomize=True, database=None, max_examples=40, deadline=None)
-FOLDER = Path(tempfile.mkdtemp(prefix="subscribers-property-"))   # one file rewritten per example
-atexit.register(shutil.rmtree, FOLDER, True)
 cell = st.one_of(st.sampled_from(["", "1", "0", "-1", "18446744073709551616", "active", "ended", "2026-02-30",
                                   "2026-01-01", "12.345", "9.99", "tv;sport", "BAD CODE", "13", "x\ny", "\"q"]),
                  st.text(max_size=8))
 header_names = st.sampled_from([*COLUMNS, "name", "Phone", "extra", "household ID", ""])
 
 
-def write(text: str) -> Path:
-    path = FOLDER / "extract.csv"
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pytest's temporary folder; one extract file in it is rewritten for each example."""
+    return tmp_path_factory.mktemp("subscribers-property")
+
+
+def write(folder: Path, text: str) -> Path:
+    path = folder / "extract.csv"
     path.write_bytes(text.encode("utf-8", errors="surrogatepass"))
     return path
 
 
 @SETTINGS
 @given(st.lists(header_names, min_size=1, max_size=10), st.lists(st.lists(cell, max_size=11), max_size=8))
-def test_any_extract_reads_or_is_refused(header: list[str], rows: list[list[str]]) -> None:
+def test_any_extract_reads_or_is_refused(folder: Path, header: list[str], rows: list[list[str]]) -> None:
     out = io.StringIO()
     csv.writer(out).writerows([header, *rows])
     try:
-        extract = read_extract(write(out.getvalue()), ImportSettings())
+        extract = read_extract(write(folder, out.getvalue()), ImportSettings())
     except ExtractRefused:
         return
     assert extract.valid_rows + extract.bad_count == extract.rows_read
@@ -74,14 +76,15 @@ def subscriber(draw: st.DrawFn, hid: int) -> dict[str, str]:
 @SETTINGS
 @given(st.lists(st.integers(1, 2**64 - 1), max_size=6, unique=True).flatmap(
     lambda ids: st.tuples(*(subscriber(h) for h in ids))), st.randoms(use_true_random=False))
-def test_a_valid_extract_round_trips(subscribers: tuple[dict[str, str], ...], rnd: random.Random) -> None:
+def test_a_valid_extract_round_trips(folder: Path, subscribers: tuple[dict[str, str], ...],
+                                     rnd: random.Random) -> None:
     header = [*COLUMNS, "name", "extra"]
     rnd.shuffle(header)
     out = io.StringIO()
     writer = csv.DictWriter(out, header)
     writer.writeheader()
     writer.writerows(subscribers)
-    extract = read_extract(write(out.getvalue()), ImportSettings())
+    extract = read_extract(write(folder, out.getvalue()), ImportSettings())
     assert extract.bad_count == 0 and extract.dropped_identifiers == ["name"]
     assert extract.ignored_columns == ["extra"]
     c = extract.columns
